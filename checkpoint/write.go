@@ -1,0 +1,99 @@
+package checkpoint
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// WriteTensor is one tensor to be written: its raw little-endian bytes.
+type WriteTensor struct {
+	Name  string
+	DType DType
+	Shape []int
+	Data  []byte
+}
+
+// WriteSafetensors writes tensors (sorted by name, laid out contiguously) and
+// optional metadata to path. It writes a temporary file beside path and
+// renames it into place, so an interrupted write never leaves a partial file.
+func WriteSafetensors(path string, tensors []WriteTensor, metadata map[string]string) error {
+	ts := append([]WriteTensor(nil), tensors...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	var off int64
+	for _, t := range ts {
+		if _, dup := header[t.Name]; dup {
+			return fmt.Errorf("%s: duplicate tensor %q", path, t.Name)
+		}
+		n := int64(t.DType.Size())
+		for _, d := range t.Shape {
+			n *= int64(d)
+		}
+		if n != int64(len(t.Data)) || t.DType.Size() == 0 {
+			return fmt.Errorf("%s: tensor %q: %d bytes do not match shape %v of %s", path, t.Name, len(t.Data), t.Shape, t.DType)
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		header[t.Name] = map[string]any{"dtype": t.DType, "shape": shape, "data_offsets": []int64{off, off + n}}
+		off += n
+	}
+	hj, err := json.Marshal(header)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for len(hj)%8 != 0 { // pad so the data section is 8-byte aligned
+		hj = append(hj, ' ')
+	}
+	return WriteFileAtomic(path, func(w *bufio.Writer) error {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(hj)))
+		w.Write(n[:])
+		w.Write(hj)
+		for _, t := range ts {
+			if _, err := w.Write(t.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// WriteFileAtomic creates path by writing a temporary file in the same
+// directory with fill, syncing it, and renaming it over path. On any error
+// the temporary file is removed and path is left untouched.
+func WriteFileAtomic(path string, fill func(w *bufio.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	if err = fill(w); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = w.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"llmq/eval"
+	"llmq/internal/progress"
+)
+
+func init() {
+	var modelPath, data, tokPath *string
+	var seqlen, limit *int
+	var asJSON *bool
+	commands = append(commands, &command{
+		name:    "eval",
+		summary: "measure perplexity on a text file (WikiText-2 protocol)",
+		usage:   "--model DIR [--data FILE] [--seqlen 512] [--limit N]",
+		help: `Computes perplexity the way the GPTQ, SmoothQuant and ZeroQuant papers do:
+the whole file is encoded as one string with BOS prepended, cut into
+non-overlapping windows of --seqlen tokens (the remainder is dropped), and
+ppl = exp(mean negative log-likelihood of every token but each window's first).
+--limit N evaluates only the first N windows (a quick estimate).
+
+Example:
+  llmq eval --model ../shared/models/wiki-llama-25m --limit 20`,
+		flags: func(fs *flag.FlagSet) {
+			modelPath = fs.String("model", "", "model folder (config.json + safetensors) or llama2.c .bin file")
+			data = fs.String("data", defaultData(), "text file to score (default: WikiText-2 test split from the shared folder)")
+			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
+			seqlen = fs.Int("seqlen", 512, "window length in tokens")
+			limit = fs.Int("limit", 0, "evaluate only the first N windows (0 = all)")
+			asJSON = fs.Bool("json", false, "print the result as JSON on stdout")
+		},
+		run: func(fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			if *data == "" {
+				return fmt.Errorf("--data is required (no shared WikiText-2 folder found)")
+			}
+			m, err := loadModel(*modelPath)
+			if err != nil {
+				return err
+			}
+			tok, err := loadTokenizer(*modelPath, *tokPath)
+			if err != nil {
+				return err
+			}
+			if tok.VocabSize() > m.Vocab {
+				return fmt.Errorf("tokenizer has %d tokens but the model only %d: wrong tokenizer?", tok.VocabSize(), m.Vocab)
+			}
+			text, err := os.ReadFile(*data)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			ids := encodeWithBOS(tok, m, string(text))
+			fmt.Fprintf(os.Stderr, "tokenized %s: %d tokens in %v\n", *data, len(ids), time.Since(start).Round(time.Millisecond))
+			total := len(eval.Windows(ids, *seqlen, *limit))
+			bar := progress.New("eval", total, "tok")
+			res, err := eval.Perplexity(m, ids, *seqlen, *limit, func(done, _ int) {
+				bar.Update(done, float64(done**seqlen))
+			})
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{
+					"model": *modelPath, "data": *data, "seqlen": *seqlen, "windows": res.Windows,
+					"predicted_tokens": res.Predicted, "nll": res.NLL, "ppl": res.Value(),
+					"seconds": res.Elapsed.Seconds(), "tokens_per_second": res.TokensPerSecond(*seqlen),
+				})
+			}
+			fmt.Printf("ppl %.4f  (%d windows × %d tokens, %d predicted; %.0f tok/s, %v)\n",
+				res.Value(), res.Windows, *seqlen, res.Predicted, res.TokensPerSecond(*seqlen), res.Elapsed.Round(time.Second))
+			return nil
+		},
+	})
+}

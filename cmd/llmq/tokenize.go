@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+)
+
+func init() {
+	var modelPath, file, tokPath *string
+	var noBOS *bool
+	commands = append(commands, &command{
+		name:    "tokenize",
+		summary: "print the token ids of a text (BOS first, like llama-tokenize)",
+		usage:   "--model DIR [--file F]",
+		help: `Encodes text with the model's tokenizer and prints the ids space-separated on
+one line, BOS first, exactly as the evaluation protocol feeds them to the
+model. The text is --file, or standard input when no file is given.
+
+Example:
+  echo -n "Hello world" | llmq tokenize --model ../shared/models/wiki-llama-25m`,
+		flags: func(fs *flag.FlagSet) {
+			modelPath = fs.String("model", "", "model folder (or llama2.c .bin) whose tokenizer to use")
+			file = fs.String("file", "", "text file (default: standard input)")
+			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (overrides --model)")
+			noBOS = fs.Bool("no-bos", false, "do not prepend BOS")
+		},
+		run: func(fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected arguments %q", args)
+			}
+			if *modelPath == "" && *tokPath == "" {
+				return fmt.Errorf("--model or --tokenizer is required")
+			}
+			tok, err := loadTokenizer(*modelPath, *tokPath)
+			if err != nil {
+				return err
+			}
+			var text []byte
+			if *file != "" {
+				text, err = os.ReadFile(*file)
+			} else {
+				text, err = io.ReadAll(os.Stdin)
+			}
+			if err != nil {
+				return err
+			}
+			ids := tok.Encode(string(text))
+			if !*noBOS && tok.BOS() >= 0 {
+				ids = append([]int{tok.BOS()}, ids...)
+			}
+			w := bufio.NewWriter(os.Stdout)
+			for i, id := range ids {
+				if i > 0 {
+					w.WriteByte(' ')
+				}
+				w.WriteString(strconv.Itoa(id))
+			}
+			w.WriteByte('\n')
+			return w.Flush()
+		},
+	})
+}

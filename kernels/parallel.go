@@ -1,0 +1,113 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// ParallelFor runs f(lo, hi) over [0, n) split into contiguous, nearly equal
+// chunks, one per goroutine, using at most runtime.GOMAXPROCS(0) goroutines
+// (fewer when n is small). The calling goroutine runs the first chunk.
+// ParallelFor returns when every chunk has finished. n ≤ 0 is a no-op.
+func ParallelFor(n int, f func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	w := runtime.GOMAXPROCS(0)
+	if w > n {
+		w = n
+	}
+	if w <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(w - 1)
+	for i := 1; i < w; i++ {
+		lo, hi := i*n/w, (i+1)*n/w
+		go func() {
+			defer wg.Done()
+			f(lo, hi)
+		}()
+	}
+	f(0, n/w)
+	wg.Wait()
+}
+
+// workersFor returns how many goroutines to use for a job of the given size
+// (in flops) that splits into at most units independent pieces.
+func workersFor(flops float64, units int) int {
+	w := runtime.GOMAXPROCS(0)
+	// Below ~minFlopsPerWorker of work a goroutine hand-off costs more than
+	// it saves.
+	if lim := int(flops / minFlopsPerWorker); lim < w {
+		w = lim
+	}
+	if units < w {
+		w = units
+	}
+	if w < 1 {
+		w = 1
+	}
+	return w
+}
+
+const minFlopsPerWorker = 1 << 20
+
+// taskRunner is implemented by the job types handed to parallelDynamic, so the
+// scheduler needs no closure allocation per call.
+type taskRunner interface {
+	run(i int)
+}
+
+// parallelDynamic runs t.run(i) for every i in [0, n) on `workers`
+// goroutines (the caller included) which pull indices from a shared counter,
+// so uneven tasks balance out.
+func parallelDynamic(n, workers int, t taskRunner) {
+	if workers > n {
+		workers = n
+	}
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			t.run(i)
+		}
+		return
+	}
+	s := schedPool.Get().(*sched)
+	s.next.Store(0)
+	s.n = int64(n)
+	s.t = t
+	s.wg.Add(workers - 1)
+	for i := 1; i < workers; i++ {
+		go s.worker()
+	}
+	s.loop()
+	s.wg.Wait()
+	s.t = nil
+	schedPool.Put(s)
+}
+
+type sched struct {
+	next atomic.Int64
+	n    int64
+	t    taskRunner
+	wg   sync.WaitGroup
+}
+
+var schedPool = sync.Pool{New: func() any { return new(sched) }}
+
+func (s *sched) loop() {
+	for {
+		i := s.next.Add(1) - 1
+		if i >= s.n {
+			return
+		}
+		s.t.run(int(i))
+	}
+}
+
+func (s *sched) worker() {
+	s.loop()
+	s.wg.Done()
+}

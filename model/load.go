@@ -1,0 +1,246 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"llmq/checkpoint"
+	"llmq/nn"
+	"llmq/tensor"
+)
+
+// Family builds a model of one architecture from its config and tensors.
+type Family func(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error)
+
+var families = map[string]Family{}
+
+// register makes a family loadable under the model_type values given.
+func register(f Family, modelTypes ...string) {
+	for _, t := range modelTypes {
+		families[t] = f
+	}
+}
+
+// Architectures lists the supported model_type values.
+func Architectures() []string {
+	var s []string
+	for k := range families {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+// Load opens a model: a Hugging Face folder (config.json + safetensors,
+// single or sharded) or a llama2.c .bin checkpoint (the file, or a folder
+// holding exactly one .bin and no config.json).
+func Load(path string) (*Model, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		if strings.HasSuffix(path, ".bin") {
+			return LoadLlama2C(path)
+		}
+		return nil, fmt.Errorf("%s: not a model folder or a llama2.c .bin file", path)
+	}
+	cfgPath := filepath.Join(path, "config.json")
+	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		bins, _ := filepath.Glob(filepath.Join(path, "*.bin"))
+		if len(bins) == 1 {
+			return LoadLlama2C(bins[0])
+		}
+		return nil, fmt.Errorf("%s: no config.json (and not a llama2.c folder with one .bin)", path)
+	}
+	cfg, err := checkpoint.ReadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	fam, ok := families[cfg.ModelType]
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown architecture model_type %q (supported: %s)", cfgPath, cfg.ModelType, strings.Join(Architectures(), ", "))
+	}
+	w, err := checkpoint.OpenDir(path)
+	if err != nil {
+		return nil, err
+	}
+	// Weights are copied into float32 on load, so the mapping can go.
+	defer w.Close()
+	m, err := fam(cfg, w)
+	if err != nil {
+		return nil, err
+	}
+	m.Arch = cfg.ModelType
+	return m, nil
+}
+
+// binder reads tensors by name and checks their shapes; the first problem is
+// kept in err (naming the file and the tensor) and later calls do nothing, so
+// a family's binding code reads as a plain list of tensors.
+type binder struct {
+	w   checkpoint.Tensors
+	src string
+	err error
+}
+
+func newBinder(w checkpoint.Tensors) *binder {
+	src := "checkpoint"
+	switch v := w.(type) {
+	case *checkpoint.Store:
+		src = v.Dir
+	case *checkpoint.Llama2C:
+		src = v.Path
+	}
+	return &binder{w: w, src: src}
+}
+
+func (b *binder) fail(format string, args ...any) {
+	if b.err == nil {
+		b.err = fmt.Errorf("%s: "+format, append([]any{b.src}, args...)...)
+	}
+}
+
+// get returns the tensor name converted to float32, which must have shape.
+func (b *binder) get(name string, shape ...int) []float32 {
+	if b.err != nil {
+		return nil
+	}
+	info, ok := b.w.Info(name)
+	if !ok {
+		b.fail("missing tensor %q", name)
+		return nil
+	}
+	if !sameShape(info.Shape, shape) {
+		b.fail("tensor %q has shape %v, want %v", name, info.Shape, shape)
+		return nil
+	}
+	if !info.DType.IsFloat() {
+		b.fail("tensor %q has dtype %s, want a floating-point type", name, info.DType)
+		return nil
+	}
+	data, _, err := b.w.Float32(name)
+	if err != nil {
+		b.fail("%v", err)
+		return nil
+	}
+	for i, v := range data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			b.fail("tensor %q holds a non-finite value (%v at element %d)", name, v, i)
+			return nil
+		}
+	}
+	return data
+}
+
+// optional is get for tensors that may be absent (biases).
+func (b *binder) optional(name string, shape ...int) []float32 {
+	if _, ok := b.w.Info(name); !ok {
+		return nil
+	}
+	return b.get(name, shape...)
+}
+
+func (b *binder) has(name string) bool {
+	_, ok := b.w.Info(name)
+	return ok
+}
+
+// dense binds name.weight [out×in] and, if present, name.bias [out].
+func (b *binder) dense(name string, out, in int) nn.Linear {
+	w := b.get(name+".weight", out, in)
+	bias := b.optional(name+".bias", out)
+	if b.err != nil {
+		return nil
+	}
+	return nn.NewDense(w, bias, out, in)
+}
+
+func (b *binder) rmsNorm(name string, width int, eps float64) nn.Norm {
+	return &nn.RMSNorm{W: b.get(name+".weight", width), Eps: float32(eps)}
+}
+
+func (b *binder) layerNorm(name string, width int, eps float64) nn.Norm {
+	return &nn.LayerNorm{W: b.get(name+".weight", width), B: b.get(name+".bias", width), Eps: float32(eps)}
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// transpose returns the [cols × rows] transpose of a row-major [rows × cols]
+// matrix (GPT-2's Conv1D stores weights as [in × out]).
+func transpose(w []float32, rows, cols int) []float32 {
+	if w == nil {
+		return nil
+	}
+	t := make([]float32, len(w))
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			t[c*rows+r] = w[r*cols+c]
+		}
+	}
+	return t
+}
+
+// checkHyper validates the shape hyper-parameters shared by every family.
+func checkHyper(path string, h *Hyper) error {
+	switch {
+	case h.Vocab <= 0 || h.Hidden <= 0 || h.Layers <= 0 || h.Heads <= 0 || h.Intermediate <= 0:
+		return fmt.Errorf("%s: vocab, hidden, layers, heads and intermediate sizes must be positive", path)
+	case h.KVHeads <= 0 || h.Heads%h.KVHeads != 0:
+		return fmt.Errorf("%s: %d attention heads are not a multiple of %d key/value heads", path, h.Heads, h.KVHeads)
+	case h.HeadDim <= 0:
+		return fmt.Errorf("%s: head dimension must be positive", path)
+	}
+	return nil
+}
+
+// attention returns the attention settings for hyper-parameters h.
+func (h *Hyper) attention() nn.Attention {
+	return nn.Attention{Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Scale: float32(1 / math.Sqrt(float64(h.HeadDim)))}
+}
+
+// tokenIDs reads optional bos/eos ids (-1 when absent or not integers).
+func tokenIDs(cfg *checkpoint.Config, h *Hyper) {
+	h.BOS, h.EOS = -1, -1
+	if v, err := cfg.Int("bos_token_id"); err == nil {
+		h.BOS = v
+	}
+	if v, err := cfg.Int("eos_token_id"); err == nil {
+		h.EOS = v
+	}
+}
+
+// ropeRounding returns how the checkpoint's RoPE frequencies are rounded
+// when transformers runs it in its stored dtype (see nn.Rope.RoundFreq):
+// the config's dtype (torch_dtype before transformers 5), else the dtype of
+// the stored embedding table.
+func ropeRounding(cfg *checkpoint.Config, w checkpoint.Tensors, embedName string) func(float32) float32 {
+	dt, _ := cfg.StringOr("", "dtype", "torch_dtype")
+	if dt == "" {
+		if info, ok := w.Info(embedName); ok {
+			dt = string(info.DType)
+		}
+	}
+	switch dt {
+	case "bfloat16", "BF16":
+		return func(f float32) float32 { return tensor.BF16ToF32(tensor.F32ToBF16(f)) }
+	case "float16", "F16":
+		return func(f float32) float32 { return tensor.F16ToF32(tensor.F32ToF16(f)) }
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+// Package model runs decoder-only transformer language models. Every family
+// (Llama, OPT, GPT-2, GPT-NeoX, llama2.c) is one file that reads its config,
+// binds its checkpoint's tensors by name and sets the few architectural
+// switches in which the families differ; the forward pass itself is shared
+// (block.go), so quantization methods see every family through the same
+// Block fields — which norm feeds which linears — and need no per-family code.
+package model
+
+import (
+	"fmt"
+
+	"llmq/nn"
+)
+
+// Hyper are the shape hyper-parameters every family has.
+type Hyper struct {
+	Vocab        int
+	Hidden       int
+	Layers       int
+	Heads        int
+	KVHeads      int
+	HeadDim      int
+	Intermediate int
+	MaxPos       int // positions the model was trained for (learned tables end there)
+	BOS, EOS     int // -1 when the config does not say
+}
+
+// Model is a loaded decoder-only language model.
+type Model struct {
+	Arch string // the config's model_type, e.g. "llama"
+	Hyper
+
+	Embed     []float32 // token embeddings [Vocab × Hidden]
+	Pos       []float32 // learned position embeddings, nil with RoPE
+	PosOffset int       // OPT stores its positions shifted by 2
+	Blocks    []*Block
+	Norm      nn.Norm   // final norm before the head (nil: none)
+	Head      nn.Linear // lm_head; tied models share Embed's memory
+	Rope      *nn.Rope  // nil with learned positions
+}
+
+// State is one sequence being processed: its position and KV caches, and
+// scratch buffers reused between calls.
+type State struct {
+	Pos    int
+	caches []*nn.KVCache
+	s      scratch
+}
+
+// NewState prepares a sequence with room for capacity positions (it grows
+// beyond that if needed).
+func (m *Model) NewState(capacity int) *State {
+	st := &State{}
+	for range m.Blocks {
+		st.caches = append(st.caches, nn.NewKVCache(m.KVHeads, m.HeadDim, capacity))
+	}
+	return st
+}
+
+// Reset starts a new sequence, keeping the memory.
+func (s *State) Reset() {
+	s.Pos = 0
+	for _, c := range s.caches {
+		c.Reset()
+	}
+}
+
+// Options tune a forward call.
+type Options struct {
+	// LastOnly computes logits for the last token only (generation).
+	LastOnly bool
+	// Hidden, when set, receives the hidden states in Hugging Face's
+	// output_hidden_states convention: index 0 is the embedding output,
+	// index i (1 ≤ i < Layers) the output of block i−1, and index Layers the
+	// last block's output after the final norm. h is [rows × Hidden] and
+	// only valid during the call.
+	Hidden func(index int, h []float32)
+}
+
+// Forward feeds tokens at the state's next positions and returns logits
+// [rows × Vocab] (or [1 × Vocab] with LastOnly).
+func (m *Model) Forward(st *State, tokens []int, opt Options) ([]float32, error) {
+	T := len(tokens)
+	if T == 0 {
+		return nil, fmt.Errorf("forward: no tokens")
+	}
+	if m.Pos != nil && st.Pos+T > m.MaxPos {
+		return nil, fmt.Errorf("forward: sequence of %d positions exceeds the model's %d learned positions", st.Pos+T, m.MaxPos)
+	}
+	H := m.Hidden
+	s := &st.s
+	s.ensure(m, T)
+	x := s.x[:T*H]
+	for t, id := range tokens {
+		if id < 0 || id >= m.Vocab {
+			return nil, fmt.Errorf("forward: token id %d out of range [0, %d)", id, m.Vocab)
+		}
+		copy(x[t*H:(t+1)*H], m.Embed[id*H:(id+1)*H])
+		if m.Pos != nil {
+			p := st.Pos + t + m.PosOffset
+			row := m.Pos[p*H : (p+1)*H]
+			xr := x[t*H : (t+1)*H]
+			for j := range xr {
+				xr[j] += row[j]
+			}
+		}
+	}
+	if opt.Hidden != nil {
+		opt.Hidden(0, x)
+	}
+	for l, b := range m.Blocks {
+		b.Forward(x, T, st.caches[l], m.Rope, s)
+		if opt.Hidden != nil && l < len(m.Blocks)-1 {
+			opt.Hidden(l+1, x)
+		}
+	}
+	st.Pos += T
+	if opt.LastOnly {
+		x = x[(T-1)*H:]
+		T = 1
+	}
+	h := s.h[:T*H]
+	if m.Norm != nil {
+		m.Norm.Forward(h, x, T)
+	} else {
+		copy(h, x)
+	}
+	if opt.Hidden != nil {
+		opt.Hidden(len(m.Blocks), h)
+	}
+	logits := make([]float32, T*m.Vocab)
+	m.Head.Forward(logits, h, T)
+	return logits, nil
+}
+
+// NumParams counts the distinct weights (a tied head counts once).
+func (m *Model) NumParams() int {
+	n := len(m.Embed) + len(m.Pos)
+	for _, b := range m.Blocks {
+		n += b.numParams()
+	}
+	if d, ok := m.Head.(*nn.Dense); ok && len(d.W) > 0 && &d.W[0] != &m.Embed[0] {
+		n += len(d.W) + len(d.B)
+	}
+	if m.Norm != nil {
+		n += 2 * m.Norm.Width()
+	}
+	return n
+}

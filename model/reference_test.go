@@ -1,0 +1,84 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"llmq/checkpoint"
+	"llmq/internal/shared"
+)
+
+// TestTransformersReference runs every tiny-* fixture and compares logits and
+// every hidden state with the float64 outputs HF transformers computed from
+// the same stored weights.
+func TestTransformersReference(t *testing.T) {
+	for _, name := range []string{"tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-gpt2", "tiny-gptneox"} {
+		t.Run(name, func(t *testing.T) {
+			dir := shared.Path(t, "models", name)
+			m, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := checkpoint.OpenSafetensors(dir + "/reference.safetensors")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			ids, idInfo, err := ref.Int64("input_ids")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLogits, _, _ := ref.Float32("logits")
+			wantHidden, hInfo, _ := ref.Float32("hidden_states")
+			B, T := idInfo.Shape[0], idInfo.Shape[1]
+			if hInfo.Shape[0] != m.Layers+1 {
+				t.Fatalf("reference has %d hidden states, model %d layers", hInfo.Shape[0], m.Layers)
+			}
+			H, V := m.Hidden, m.Vocab
+			for bi := 0; bi < B; bi++ {
+				tokens := make([]int, T)
+				for i := range tokens {
+					tokens[i] = int(ids[bi*T+i])
+				}
+				st := m.NewState(T)
+				hidden := map[int][]float32{}
+				logits, err := m.Forward(st, tokens, Options{Hidden: func(i int, h []float32) {
+					hidden[i] = append([]float32(nil), h...)
+				}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i <= m.Layers; i++ {
+					off := (i*B + bi) * T * H
+					compare(t, fmt.Sprintf("batch %d hidden_states[%d]", bi, i), hidden[i], wantHidden[off:off+T*H])
+				}
+				compare(t, fmt.Sprintf("batch %d logits", bi), logits, wantLogits[bi*T*V:(bi+1)*T*V])
+			}
+		})
+	}
+}
+
+// compare checks max abs error ≤ 1e-3 and max abs error relative to the
+// reference's largest magnitude ≤ 1e-4.
+func compare(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	var maxErr, maxRef float64
+	at := 0
+	for i := range got {
+		d := math.Abs(float64(got[i]) - float64(want[i]))
+		if d > maxErr || math.IsNaN(d) {
+			maxErr, at = d, i
+		}
+		maxRef = math.Max(maxRef, math.Abs(float64(want[i])))
+	}
+	rel := maxErr / maxRef
+	if maxErr > 1e-3 || rel > 1e-4 || math.IsNaN(maxErr) {
+		t.Errorf("%s: max abs error %.3g (rel %.3g) at %d: got %v want %v", what, maxErr, rel, at, got[at], want[at])
+	} else if testing.Verbose() {
+		t.Logf("%s: max abs error %.3g, rel %.3g", what, maxErr, rel)
+	}
+}

@@ -1,0 +1,102 @@
+package nn
+
+import (
+	"math"
+	"sync"
+
+	"llmq/kernels"
+)
+
+// KVCache stores the keys and values of every position seen so far for one
+// layer: K and V are [Len × KVHeads·HeadDim].
+type KVCache struct {
+	K, V    []float32
+	Len     int
+	KVHeads int
+	HeadDim int
+}
+
+// NewKVCache reserves room for capacity positions (it grows if exceeded).
+func NewKVCache(kvHeads, headDim, capacity int) *KVCache {
+	w := kvHeads * headDim
+	return &KVCache{K: make([]float32, 0, capacity*w), V: make([]float32, 0, capacity*w), KVHeads: kvHeads, HeadDim: headDim}
+}
+
+// Reset forgets every position but keeps the memory.
+func (c *KVCache) Reset() { c.K, c.V, c.Len = c.K[:0], c.V[:0], 0 }
+
+// Append adds rows new positions.
+func (c *KVCache) Append(k, v []float32, rows int) {
+	w := c.KVHeads * c.HeadDim
+	c.K = append(c.K, k[:rows*w]...)
+	c.V = append(c.V, v[:rows*w]...)
+	c.Len += rows
+}
+
+// Attention is multi-head causal self-attention with grouped-query sharing:
+// query head h reads key/value head h / (Heads/KVHeads) (Ainslie et al.
+// 2023; KVHeads = Heads is plain multi-head attention).
+type Attention struct {
+	Heads, KVHeads, HeadDim int
+	Scale                   float32 // usually 1/√HeadDim
+}
+
+var scorePool sync.Pool
+
+// Forward appends k, v (rows new positions) to the cache, then computes for
+// each new query at absolute position p = cache.Len−rows+t
+//
+//	out_t = softmax(q_t·Kᵀ·Scale, masked to positions ≤ p) · V
+//
+// out and q are [rows × Heads·HeadDim].
+func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
+	cache.Append(k, v, rows)
+	L := cache.Len
+	pos0 := L - rows
+	hd := a.HeadDim
+	qw := a.Heads * hd
+	kw := a.KVHeads * hd
+	group := a.Heads / a.KVHeads
+	kernels.ParallelFor(a.Heads, func(lo, hi int) {
+		need := rows * L
+		bp, _ := scorePool.Get().(*[]float32)
+		if bp == nil || cap(*bp) < need {
+			b := make([]float32, need)
+			bp = &b
+		}
+		s := (*bp)[:need]
+		for h := lo; h < hi; h++ {
+			g := h / group
+			// S = Q_h · K_gᵀ  [rows × L]
+			kernels.Sgemm(true, rows, L, hd, q[h*hd:], qw, cache.K[g*hd:], kw, s, L, false)
+			for t := 0; t < rows; t++ {
+				softmaxCausal(s[t*L:(t+1)*L], pos0+t+1, a.Scale)
+			}
+			// O_h = P · V_g  [rows × hd], written into the head's columns of out
+			kernels.Sgemm(false, rows, hd, L, s, L, cache.V[g*hd:], kw, out[h*hd:], qw, false)
+		}
+		scorePool.Put(bp)
+	})
+}
+
+// softmaxCausal turns row[:n] (raw scores) into probabilities of
+// softmax(scale·row[:n]) and zeroes the masked tail row[n:].
+func softmaxCausal(row []float32, n int, scale float32) {
+	m := float32(math.Inf(-1))
+	for _, v := range row[:n] {
+		if v > m {
+			m = v
+		}
+	}
+	var sum float64
+	for i, v := range row[:n] {
+		e := float32(math.Exp(float64((v - m) * scale)))
+		row[i] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range row[:n] {
+		row[i] *= inv
+	}
+	clear(row[n:])
+}

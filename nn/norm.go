@@ -1,0 +1,65 @@
+package nn
+
+import "math"
+
+// Norm normalises each row of x into y (y may alias x).
+type Norm interface {
+	Forward(y, x []float32, rows int)
+	Width() int
+}
+
+// RMSNorm is Llama's y = x / sqrt(mean(x²) + ε) · w (Zhang & Sennrich 2019):
+// no centring and no bias. The mean of squares is accumulated in float64 so
+// that the wide rows of outlier-heavy activations lose nothing.
+type RMSNorm struct {
+	W   []float32
+	Eps float32
+}
+
+func (n *RMSNorm) Width() int { return len(n.W) }
+
+func (n *RMSNorm) Forward(y, x []float32, rows int) {
+	d := len(n.W)
+	for r := 0; r < rows; r++ {
+		xr, yr := x[r*d:r*d+d], y[r*d:r*d+d]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		inv := float32(1 / math.Sqrt(ss/float64(d)+float64(n.Eps)))
+		for i, v := range xr {
+			yr[i] = v * inv * n.W[i]
+		}
+	}
+}
+
+// LayerNorm is y = (x − mean) / sqrt(var + ε) · w + b with the biased
+// variance, as torch.nn.LayerNorm computes it.
+type LayerNorm struct {
+	W, B []float32
+	Eps  float32
+}
+
+func (n *LayerNorm) Width() int { return len(n.W) }
+
+func (n *LayerNorm) Forward(y, x []float32, rows int) {
+	d := len(n.W)
+	for r := 0; r < rows; r++ {
+		xr, yr := x[r*d:r*d+d], y[r*d:r*d+d]
+		var s float64
+		for _, v := range xr {
+			s += float64(v)
+		}
+		mean := s / float64(d)
+		var ss float64
+		for _, v := range xr {
+			c := float64(v) - mean
+			ss += c * c
+		}
+		inv := 1 / math.Sqrt(ss/float64(d)+float64(n.Eps))
+		m := float32(mean)
+		for i, v := range xr {
+			yr[i] = (v-m)*float32(inv)*n.W[i] + n.B[i]
+		}
+	}
+}
