@@ -69,3 +69,64 @@ func kernelAsm(rows, k int, a, b, c *float32, ldc int, accum int) {
 		panic("kernels: bad microkernel height")
 	}
 }
+
+//go:noescape
+func sgemmDotT1x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmDotT2x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmDotT3x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmKernel1x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmKernel2x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmKernel3x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmKernel4x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmKernel5x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+
+//go:noescape
+func sgemmKernel6x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+
+// dotTileAsm computes C[rows×4] (+)= A[rows×k]·B[4×k]ᵀ, 1 ≤ rows ≤ 3, k%8 == 0.
+func dotTileAsm(rows, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int) {
+	switch rows {
+	case 1:
+		sgemmDotT1x4(k, a, lda, b, ldb, c, ldc, accum)
+	case 2:
+		sgemmDotT2x4(k, a, lda, b, ldb, c, ldc, accum)
+	case 3:
+		sgemmDotT3x4(k, a, lda, b, ldb, c, ldc, accum)
+	default:
+		panic("kernels: bad dot tile height")
+	}
+}
+
+// kernelStridedAsm is kernelAsm with B read unpacked (row stride ldb).
+func kernelStridedAsm(rows, k int, a, b *float32, ldb int, c *float32, ldc int, accum int) {
+	switch rows {
+	case 1:
+		sgemmKernel1x16S(k, a, b, ldb, c, ldc, accum)
+	case 2:
+		sgemmKernel2x16S(k, a, b, ldb, c, ldc, accum)
+	case 3:
+		sgemmKernel3x16S(k, a, b, ldb, c, ldc, accum)
+	case 4:
+		sgemmKernel4x16S(k, a, b, ldb, c, ldc, accum)
+	case 5:
+		sgemmKernel5x16S(k, a, b, ldb, c, ldc, accum)
+	case 6:
+		sgemmKernel6x16S(k, a, b, ldb, c, ldc, accum)
+	default:
+		panic("kernels: bad microkernel height")
+	}
+}

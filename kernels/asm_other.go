@@ -14,3 +14,7 @@ func dot4AVX2(n int, x, w *float32, ldw int, out *float32)                      
 func packBT16(k int, src *float32, ld int, dst *float32)                                { noAsm() }
 func packA6(k int, src *float32, ld int, dst *float32)                                  { noAsm() }
 func kernelAsm(rows, k int, a, b, c *float32, ldc int, accum int)                       { noAsm() }
+func dotTileAsm(rows, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int) {
+	noAsm()
+}
+func kernelStridedAsm(rows, k int, a, b *float32, ldb int, c *float32, ldc int, accum int) { noAsm() }

@@ -122,3 +122,21 @@ func BenchmarkDot(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMicrokernel runs the 6×16 kernel on L1-resident panels (kc = 256),
+// single-threaded: the per-core ceiling for everything above.
+func BenchmarkMicrokernel(b *testing.B) {
+	if !HasAsm() {
+		b.Skip("no assembly kernels")
+	}
+	r := rand.New(rand.NewSource(7))
+	const kc = 256
+	a := randSlice(r, kc*mr)
+	bp := alignedFloats(kc * nr)
+	copy(bp, randSlice(r, kc*nr))
+	c := make([]float32, mr*nr)
+	for b.Loop() {
+		sgemmKernel6x16N(kc, &a[0], &bp[0], &c[0], nr, 0, 1, 0)
+	}
+	reportGFLOPS(b, mr, nr, kc)
+}

@@ -23,11 +23,22 @@ var (
 	aBudget = 1 << 21
 	bBudget = 1 << 21
 
-	// Sgemm with m ≤ smallM skips packing and streams B once
-	// (dot products for transB, axpy otherwise).
-	smallMT = 3
-	smallMN = 3
+	// Sgemm with m ≤ smallMT (transB) or m ≤ smallMN (B not transposed)
+	// skips packing and streams B once (see smallJob). smallMN ≤ mr.
+	smallMT    = 48
+	smallMN    = 6
+	forceSmall = false // tests: take the small path whenever m ≤ smallMT
 )
+
+// useSmallT reports whether Sgemm with transB should take the dot-product
+// path: it saves packing B (O(n·k)) but pays a horizontal reduction per
+// element of C (O(m·n)), so it wins for few rows and deep k.
+func useSmallT(m, k int) bool {
+	if m > smallMT {
+		return false
+	}
+	return forceSmall || m <= 4 || (m <= 16 && k >= 256) || k >= 512
+}
 
 // Sgemm computes C = A·op(B), or C += A·op(B) when accumulate is set, for
 // row-major matrices with leading dimensions (row strides) lda, ldb, ldc.
@@ -52,12 +63,8 @@ func Sgemm(transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int,
 		return
 	}
 	asm := asmOn.Load()
-	if transB && m <= smallMT {
-		gemv(asm, true, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
-		return
-	}
-	if !transB && m <= smallMN {
-		gemv(asm, false, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+	if transB && useSmallT(m, k) || !transB && m <= smallMN {
+		gemmSmall(asm, transB, m, n, k, a, lda, b, ldb, c, ldc, accumulate)
 		return
 	}
 
@@ -442,9 +449,12 @@ func (g *gemmCtx) tile(t int) {
 	}
 }
 
-// gemvJob handles Sgemm with very few rows of A without packing: each task
-// owns a block of output columns and streams the matching part of B once.
-type gemvJob struct {
+// smallJob handles Sgemm with few rows of A without packing B, streaming B
+// once: with transB, tiles of C[≤3×4] are dot products of rows of A and rows
+// of B (sgemmDotT*); otherwise the mr×16 kernel reads B rows in place
+// (sgemmKernel*x16S) against a packed A panel of all m ≤ 6 rows. Each task owns
+// a block of output columns.
+type smallJob struct {
 	asm        bool
 	transB     bool
 	accumulate bool
@@ -455,94 +465,141 @@ type gemvJob struct {
 	ldb        int
 	c          []float32
 	ldc        int
-	block      int // output columns per task
+	ap         []float32 // packed A for the !transB case
+	block      int       // output columns per task
 }
 
-var gemvPool = sync.Pool{New: func() any { return new(gemvJob) }}
+var smallPool = sync.Pool{New: func() any { return new(smallJob) }}
 
-func gemv(asm, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
-	j := gemvPool.Get().(*gemvJob)
-	*j = gemvJob{asm: asm, transB: transB, accumulate: accumulate, m: m, n: n, k: k,
+func gemmSmall(asm, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, accumulate bool) {
+	j := smallPool.Get().(*smallJob)
+	*j = smallJob{asm: asm, transB: transB, accumulate: accumulate, m: m, n: n, k: k,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc}
-	flops := 2 * float64(m) * float64(n) * float64(k)
-	if transB {
-		j.block = 64
-	} else {
-		j.block = 256
-	}
-	w := workersFor(flops, (n+j.block-1)/j.block)
-	if w > 1 {
-		// spread evenly: a few tasks per worker, each a multiple of 16 columns
-		per := roundUp((n+4*w-1)/(4*w), 16)
-		if transB {
-			j.block = min(j.block, max(per, 16))
+	var abuf *floatBuf
+	if asm && !transB {
+		if m == 1 {
+			j.ap = a[:k]
 		} else {
-			j.block = min(j.block, max(per, 64))
+			abuf, j.ap = getBuf(&aPool, m*k)
+			packAGo(j.ap, a, lda, m, k)
 		}
+	}
+	unit, maxBlock := 4, 64 // columns: a multiple of the tile width
+	if !transB {
+		unit, maxBlock = nr, 256
+	}
+	flops := 2 * float64(m) * float64(n) * float64(k)
+	w := workersFor(flops, (n+unit-1)/unit)
+	if w > 1 {
+		// a few tasks per worker so that they balance
+		j.block = min(maxBlock, roundUp((n+4*w-1)/(4*w), unit))
 	} else {
 		j.block = n
 	}
 	parallelDynamic((n+j.block-1)/j.block, w, j)
-	*j = gemvJob{}
-	gemvPool.Put(j)
+	if abuf != nil {
+		putBuf(&aPool, abuf)
+	}
+	*j = smallJob{}
+	smallPool.Put(j)
 }
 
-func (g *gemvJob) run(t int) {
+func (g *smallJob) run(t int) {
 	j0 := t * g.block
 	j1 := min(g.n, j0+g.block)
-	k := g.k
 	if g.transB {
-		var out [4]float32
-		for j := j0; j < j1; j += 4 {
-			if j+4 > j1 {
-				for jj := j; jj < j1; jj++ {
-					w := g.b[jj*g.ldb : jj*g.ldb+k]
-					for i := 0; i < g.m; i++ {
-						s := dotSel(g.asm, g.a[i*g.lda:i*g.lda+k], w)
-						if g.accumulate {
-							g.c[i*g.ldc+jj] += s
-						} else {
-							g.c[i*g.ldc+jj] = s
-						}
+		g.runT(j0, j1)
+	} else {
+		g.runN(j0, j1)
+	}
+}
+
+func (g *smallJob) set(i, j int, v float32) {
+	if g.accumulate {
+		g.c[i*g.ldc+j] += v
+	} else {
+		g.c[i*g.ldc+j] = v
+	}
+}
+
+func (g *smallJob) runT(j0, j1 int) {
+	m, k, lda, ldb, ldc := g.m, g.k, g.lda, g.ldb, g.ldc
+	a, b, c := g.a, g.b, g.c
+	j := j0
+	if g.asm && k >= 8 {
+		k8 := k &^ 7
+		iacc := 0
+		if g.accumulate {
+			iacc = 1
+		}
+		for ; j+4 <= j1; j += 4 {
+			_ = b[(j+3)*ldb+k-1]
+			for i := 0; i < m; i += 3 {
+				rows := min(3, m-i)
+				_ = a[(i+rows-1)*lda+k-1]
+				_ = c[(i+rows-1)*ldc+j+3]
+				dotTileAsm(rows, k8, &a[i*lda], lda, &b[j*ldb], ldb, &c[i*ldc+j], ldc, iacc)
+			}
+			if k8 < k {
+				for i := 0; i < m; i++ {
+					ar := a[i*lda+k8 : i*lda+k]
+					cr := c[i*ldc+j : i*ldc+j+4]
+					for jj := range cr {
+						cr[jj] += dotGo(ar, b[(j+jj)*ldb+k8:(j+jj)*ldb+k])
 					}
 				}
-				break
 			}
-			w := g.b[j*g.ldb:]
-			for i := 0; i < g.m; i++ {
-				dot4(g.asm, k, g.a[i*g.lda:], w, g.ldb, &out)
-				cr := g.c[i*g.ldc+j : i*g.ldc+j+4]
-				if g.accumulate {
-					cr[0] += out[0]
-					cr[1] += out[1]
-					cr[2] += out[2]
-					cr[3] += out[3]
-				} else {
-					cr[0], cr[1], cr[2], cr[3] = out[0], out[1], out[2], out[3]
-				}
+		}
+	}
+	for ; j < j1; j++ {
+		w := b[j*ldb : j*ldb+k]
+		for i := 0; i < m; i++ {
+			g.set(i, j, dotSel(g.asm, a[i*lda:i*lda+k], w))
+		}
+	}
+}
+
+func (g *smallJob) runN(j0, j1 int) {
+	m, k, lda, ldb, ldc := g.m, g.k, g.lda, g.ldb, g.ldc
+	a, b, c := g.a, g.b, g.c
+	if !g.asm {
+		if !g.accumulate {
+			for i := 0; i < m; i++ {
+				clear(c[i*ldc+j0 : i*ldc+j1])
+			}
+		}
+		for p := 0; p < k; p++ {
+			brow := b[p*ldb+j0 : p*ldb+j1]
+			for i := 0; i < m; i++ {
+				axpyGo(a[i*lda+p], brow, c[i*ldc+j0:i*ldc+j1])
 			}
 		}
 		return
 	}
-	w := j1 - j0
-	if !g.accumulate {
-		for i := 0; i < g.m; i++ {
-			clear(g.c[i*g.ldc+j0 : i*g.ldc+j1])
-		}
+	iacc := 0
+	if g.accumulate {
+		iacc = 1
 	}
-	for p := 0; p < k; p++ {
-		brow := g.b[p*g.ldb+j0 : p*g.ldb+j1]
-		for i := 0; i < g.m; i++ {
-			crow := g.c[i*g.ldc+j0 : i*g.ldc+j0+w]
-			av := g.a[i*g.lda+p]
-			if g.asm && w >= 8 {
-				w8 := w &^ 7
-				axpyAVX2(w8, av, &brow[0], &crow[0])
-				for jj := w8; jj < w; jj++ {
-					crow[jj] += av * brow[jj]
-				}
-			} else {
-				axpyGo(av, brow, crow)
+	j := j0
+	for ; j+nr <= j1; j += nr {
+		_ = b[(k-1)*ldb+j+nr-1]
+		_ = c[(m-1)*ldc+j+nr-1]
+		kernelStridedAsm(m, k, &g.ap[0], &b[j], ldb, &c[j], ldc, iacc)
+	}
+	if j == j1 {
+		return
+	}
+	// ragged right edge: fewer than 16 columns
+	for i := 0; i < m; i++ {
+		cr := c[i*ldc+j : i*ldc+j1]
+		if !g.accumulate {
+			clear(cr)
+		}
+		for p := 0; p < k; p++ {
+			av := a[i*lda+p]
+			br := b[p*ldb+j : p*ldb+j1]
+			for jj, bv := range br {
+				cr[jj] += av * bv
 			}
 		}
 	}

@@ -127,6 +127,9 @@ func gemmCases() []gemmCase {
 		gemmCase{m: 301, n: 47, k: 1030},
 		gemmCase{m: 33, n: 530, k: 255, padC: 1},
 		gemmCase{m: 4, n: 1000, k: 1000},
+		gemmCase{m: 24, n: 61, k: 520, padA: 1, padB: 2, padC: 3},
+		gemmCase{m: 47, n: 35, k: 515},
+		gemmCase{m: 50, n: 40, k: 600},
 	)
 	return cs
 }
@@ -172,7 +175,10 @@ func TestSgemm(t *testing.T) {
 // budgets (so A and B are packed in many chunks).
 func TestSgemmForcedPaths(t *testing.T) {
 	saved := []int{smallMT, smallMN, aBudget, bBudget}
-	defer func() { smallMT, smallMN, aBudget, bBudget = saved[0], saved[1], saved[2], saved[3] }()
+	defer func() {
+		smallMT, smallMN, aBudget, bBudget = saved[0], saved[1], saved[2], saved[3]
+		forceSmall = false
+	}()
 	r := rand.New(rand.NewSource(2))
 	smallMT, smallMN = 0, 0
 	for _, tc := range gemmCases() {
@@ -183,7 +189,15 @@ func TestSgemmForcedPaths(t *testing.T) {
 			runGemmCase(t, r, tc, transB, tc.k%2 == 1, "nosmall")
 		}
 	}
-	smallMT, smallMN = saved[0], saved[1]
+	// every transB product through the dot-product path
+	smallMT, forceSmall = 1<<30, true
+	for _, tc := range gemmCases() {
+		if tc.m < 4 || tc.k < 8 {
+			continue
+		}
+		runGemmCase(t, r, tc, true, tc.n%2 == 0, "alldot")
+	}
+	smallMT, smallMN, forceSmall = saved[0], saved[1], false
 	aBudget, bBudget = 500, 700
 	for _, tc := range gemmCases() {
 		if tc.m*tc.n*tc.k < 5000 {

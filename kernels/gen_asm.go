@@ -28,6 +28,12 @@ func main() {
 	genDot()
 	genAxpy()
 	genDot4()
+	for r := 1; r <= 3; r++ {
+		genDotTile(r)
+	}
+	for mr := 1; mr <= 6; mr++ {
+		genKernelStrided(mr)
+	}
 	genPackBT()
 	genPackA6()
 	if err := os.WriteFile("sgemm_amd64.s", out.Bytes(), 0o644); err != nil {
@@ -134,8 +140,10 @@ func genKernel(mr int) {
 
 // storeC writes the mr×16 accumulators to C at DX (row stride R8 bytes),
 // adding the old contents when accum+40(FP) is non-zero, then returns.
-func storeC(mr int, acc func(r, h int) string) {
-	p("\tMOVQ accum+40(FP), AX")
+func storeC(mr int, acc func(r, h int) string) { storeCAt(mr, "accum+40(FP)", acc) }
+
+func storeCAt(mr int, accArg string, acc func(r, h int) string) {
+	p("\tMOVQ %s, AX", accArg)
 	p("\tTESTQ AX, AX")
 	p("\tJZ store")
 	for r := 0; r < mr; r++ {
@@ -583,4 +591,170 @@ func regNum(s string) int {
 	var n int
 	fmt.Sscanf(s[1:], "%d", &n)
 	return n
+}
+
+// genDotTile emits
+//
+//	func sgemmDotT{R}x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int)
+//
+// C[R×4] (=, or += when accum != 0) A[R×k]·B[4×k]ᵀ with A and B unpacked
+// row-major (row strides lda, ldb floats) and k a multiple of 8: each C
+// element is an 8-lane dot product, reduced horizontally at the end. This is
+// the no-packing path for y = x·Wᵀ with few rows of x.
+func genDotTile(R int) {
+	sets := 1
+	if R == 1 {
+		sets = 2
+	}
+	acc := func(s, r, j int) string { return y(4 + (s*R+r)*4 + j) }
+	name := fmt.Sprintf("sgemmDotT%dx4", R)
+	p("")
+	p("// func %s(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ k+0(FP), BX")
+	p("\tMOVQ a+8(FP), SI")
+	p("\tMOVQ lda+16(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tMOVQ b+24(FP), DI")
+	p("\tMOVQ ldb+32(FP), CX")
+	p("\tSHLQ $2, CX")
+	arows := []string{"SI", "R8", "R9"}
+	// A row pointers: SI, R8 = SI+lda, R9 = SI+2·lda
+	p("\tLEAQ (SI)(R8*2), R9")
+	p("\tADDQ SI, R8")
+	brows := []string{"DI", "R11", "R12", "R13"}
+	p("\tLEAQ (DI)(CX*1), R11")
+	p("\tLEAQ (DI)(CX*2), R12")
+	p("\tLEAQ (R11)(CX*2), R13")
+	for s := 0; s < sets; s++ {
+		for r := 0; r < R; r++ {
+			for j := 0; j < 4; j++ {
+				p("\tVXORPS %s, %s, %s", acc(s, r, j), acc(s, r, j), acc(s, r, j))
+			}
+		}
+	}
+	p("\tXORQ AX, AX")
+	step := func(s int, off int) {
+		for r := 0; r < R; r++ {
+			p("\tVMOVUPS %d(%s)(AX*1), %s", off, arows[r], y(r))
+		}
+		for j := 0; j < 4; j++ {
+			p("\tVMOVUPS %d(%s)(AX*1), Y3", off, brows[j])
+			for r := 0; r < R; r++ {
+				p("\tVFMADD231PS Y3, %s, %s", y(r), acc(s, r, j))
+			}
+		}
+	}
+	p("\tMOVQ BX, DX")
+	p("\tSHRQ $4, DX")
+	p("\tJZ tail")
+	p("loop:")
+	step(0, 0)
+	step(sets-1, 32)
+	p("\tADDQ $64, AX")
+	p("\tDECQ DX")
+	p("\tJNZ loop")
+	p("tail:")
+	p("\tTESTQ $8, BX")
+	p("\tJZ sum")
+	step(0, 0)
+	p("sum:")
+	for s := 1; s < sets; s++ {
+		for r := 0; r < R; r++ {
+			for j := 0; j < 4; j++ {
+				p("\tVADDPS %s, %s, %s", acc(s, r, j), acc(0, r, j), acc(0, r, j))
+			}
+		}
+	}
+	p("\tMOVQ c+40(FP), DX")
+	p("\tMOVQ ldc+48(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tMOVQ accum+56(FP), R9")
+	for r := 0; r < R; r++ {
+		a0, a1, a2, a3 := acc(0, r, 0), acc(0, r, 1), acc(0, r, 2), acc(0, r, 3)
+		p("\tVHADDPS %s, %s, %s", a1, a0, a0)
+		p("\tVHADDPS %s, %s, %s", a3, a2, a2)
+		p("\tVHADDPS %s, %s, %s", a2, a0, a0)
+		p("\tVEXTRACTF128 $1, %s, X0", a0)
+		p("\tVADDPS X0, %s, %s", x(regNum(a0)), x(regNum(a0)))
+		p("\tTESTQ R9, R9")
+		p("\tJZ st%d", r)
+		p("\tVADDPS (DX), %s, %s", x(regNum(a0)), x(regNum(a0)))
+		p("st%d:", r)
+		p("\tVMOVUPS %s, (DX)", x(regNum(a0)))
+		if r != R-1 {
+			p("\tADDQ R8, DX")
+		}
+	}
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// genKernelStrided emits
+//
+//	func sgemmKernel{mr}x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+//
+// like sgemmKernel{mr}x16 but reading B unpacked: row p of the B micro-panel
+// is the 16 floats at b + p·ldb. a is still a packed [k][mr] panel.
+func genKernelStrided(mr int) {
+	sets := kernelSets(mr)
+	acc := func(s, r, h int) string { return y(4 + (s*mr+r)*2 + h) }
+	name := fmt.Sprintf("sgemmKernel%dx16S", mr)
+	p("")
+	p("// func %s(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
+	p("\tMOVQ k+0(FP), CX")
+	p("\tMOVQ a+8(FP), SI")
+	p("\tMOVQ b+16(FP), DI")
+	p("\tMOVQ ldb+24(FP), R9")
+	p("\tSHLQ $2, R9")
+	p("\tMOVQ c+32(FP), DX")
+	p("\tMOVQ ldc+40(FP), R8")
+	p("\tSHLQ $2, R8")
+	for s := 0; s < sets; s++ {
+		for r := 0; r < mr; r++ {
+			for h := 0; h < 2; h++ {
+				p("\tVXORPS %s, %s, %s", acc(s, r, h), acc(s, r, h), acc(s, r, h))
+			}
+		}
+	}
+	step := func(t, s int) {
+		aoff := t * mr * 4
+		p("\tVMOVUPS (DI), Y0")
+		p("\tVMOVUPS 32(DI), Y1")
+		p("\tADDQ R9, DI")
+		for r := 0; r < mr; r++ {
+			bc := y(2 + r%2)
+			p("\tVBROADCASTSS %d(SI), %s", aoff+r*4, bc)
+			p("\tVFMADD231PS Y0, %s, %s", bc, acc(s, r, 0))
+			p("\tVFMADD231PS Y1, %s, %s", bc, acc(s, r, 1))
+		}
+	}
+	p("\tMOVQ CX, BX")
+	p("\tSHRQ $2, BX")
+	p("\tJZ rem")
+	p("loop:")
+	for t := 0; t < 4; t++ {
+		step(t, t%sets)
+	}
+	p("\tADDQ $%d, SI", 4*mr*4)
+	p("\tDECQ BX")
+	p("\tJNZ loop")
+	p("rem:")
+	p("\tANDQ $3, CX")
+	p("\tJZ reduce")
+	p("remloop:")
+	step(0, 0)
+	p("\tADDQ $%d, SI", mr*4)
+	p("\tDECQ CX")
+	p("\tJNZ remloop")
+	p("reduce:")
+	for s := 1; s < sets; s++ {
+		for r := 0; r < mr; r++ {
+			for h := 0; h < 2; h++ {
+				p("\tVADDPS %s, %s, %s", acc(s, r, h), acc(0, r, h), acc(0, r, h))
+			}
+		}
+	}
+	storeCAt(mr, "accum+48(FP)", func(r, h int) string { return acc(0, r, h) })
 }

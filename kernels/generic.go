@@ -82,12 +82,17 @@ func packBTGo(dst, b []float32, ldb, cols, p0, k int) {
 // ldb) into dst[p*nr+j], zero padding.
 func packBNGo(dst, b []float32, ldb, cols, k int) {
 	dst = dst[:k*nr]
+	if cols == nr {
+		_ = b[(k-1)*ldb+nr-1]
+		for p := 0; p < k; p++ {
+			*(*[nr]float32)(dst[p*nr:]) = *(*[nr]float32)(b[p*ldb:])
+		}
+		return
+	}
 	for p := 0; p < k; p++ {
 		d := dst[p*nr : p*nr+nr]
 		copy(d, b[p*ldb:p*ldb+cols])
-		if cols < nr {
-			clear(d[cols:])
-		}
+		clear(d[cols:])
 	}
 }
 

@@ -27,7 +27,7 @@ func ActivationByName(name string) (Activation, error) {
 // SiLU is x·σ(x), the gate nonlinearity of SwiGLU MLPs.
 func SiLU(x []float32) {
 	for i, v := range x {
-		x[i] = v / (1 + float32(math.Exp(-float64(v))))
+		x[i] = v / (1 + Exp32(-v))
 	}
 }
 

@@ -90,7 +90,7 @@ func softmaxCausal(row []float32, n int, scale float32) {
 	}
 	var sum float64
 	for i, v := range row[:n] {
-		e := float32(math.Exp(float64((v - m) * scale)))
+		e := Exp32((v - m) * scale)
 		row[i] = e
 		sum += float64(e)
 	}

@@ -72,17 +72,17 @@ func parseLlama2C(data []byte) (*SentencePiece, error) {
 		raw := string(data[pos : pos+int(n)])
 		pos += int(n)
 
-		piece, typ := raw, Normal
+		piece, typ := raw, PieceNormal
 		switch {
 		case raw == "<unk>":
-			typ = Unknown
+			typ = PieceUnknown
 		case raw == "\n<s>\n" || raw == "<s>":
-			piece, typ = "<s>", Control
+			piece, typ = "<s>", PieceControl
 		case raw == "\n</s>\n" || raw == "</s>":
-			piece, typ = "</s>", Control
+			piece, typ = "</s>", PieceControl
 		default:
 			if _, ok := parseBytePiece(raw); ok {
-				typ = Byte
+				typ = PieceByte
 				nBytePieces++
 			} else {
 				piece = strings.ReplaceAll(raw, " ", spaceSymbol)

@@ -136,12 +136,12 @@ type PieceType uint8
 // produced by the special paths (unknown characters, byte fallback, or the
 // caller adding BOS/EOS).
 const (
-	Normal      PieceType = 1
-	Unknown     PieceType = 2
-	Control     PieceType = 3
-	UserDefined PieceType = 4
-	Unused      PieceType = 5
-	Byte        PieceType = 6
+	PieceNormal      PieceType = 1
+	PieceUnknown     PieceType = 2
+	PieceControl     PieceType = 3
+	PieceUserDefined PieceType = 4
+	PieceUnused      PieceType = 5
+	PieceByte        PieceType = 6
 )
 
 // Model types of TrainerSpec.model_type.
@@ -232,7 +232,7 @@ func (m *modelProto) parsePiece(b []byte) error {
 		piece    string
 		hasPiece bool
 		score    float32
-		typ      = Normal
+		typ      = PieceNormal
 	)
 	for !r.done() {
 		field, wire, err := r.key()
@@ -266,7 +266,7 @@ func (m *modelProto) parsePiece(b []byte) error {
 			if err != nil {
 				return err
 			}
-			if v < uint64(Normal) || v > uint64(Byte) {
+			if v < uint64(PieceNormal) || v > uint64(PieceByte) {
 				return fmt.Errorf("unknown piece type %d", v)
 			}
 			typ = PieceType(v)

@@ -141,27 +141,27 @@ func newSentencePiece(m *modelProto) (*SentencePiece, error) {
 			return nil, fmt.Errorf("piece %d %q is defined twice", i, p)
 		}
 		switch typ {
-		case Normal, UserDefined, Unused:
+		case PieceNormal, PieceUserDefined, PieceUnused:
 			t.mergeable[p] = int32(i)
 			t.maxPieceLen = max(t.maxPieceLen, len(p))
 		default:
 			t.reserved[p] = int32(i)
 		}
 		switch typ {
-		case UserDefined:
+		case PieceUserDefined:
 			if t.userDefined == nil {
 				t.userDefined = make(map[string]struct{})
 			}
 			t.userDefined[p] = struct{}{}
 			t.maxUserDefined = max(t.maxUserDefined, len(p))
-		case Unused:
+		case PieceUnused:
 			t.hasUnused = true
-		case Unknown:
+		case PieceUnknown:
 			if t.unkID >= 0 {
 				return nil, fmt.Errorf("unknown piece defined twice (ids %d and %d)", t.unkID, i)
 			}
 			t.unkID = i
-		case Byte:
+		case PieceByte:
 			b, ok := parseBytePiece(p)
 			if !ok {
 				return nil, fmt.Errorf("piece %d %q has type BYTE but is not of the form <0xNN>", i, p)
@@ -185,10 +185,10 @@ func newSentencePiece(m *modelProto) (*SentencePiece, error) {
 	t.splitWords = !t.hasUnused && canSplitWords(t.pieces, t.types, t.space())
 	// Like sentencepiece's bos_id()/eos_id(): the id of the configured
 	// piece if it is a control symbol, else -1.
-	if id, ok := t.reserved[m.bosPiece]; ok && t.types[id] == Control {
+	if id, ok := t.reserved[m.bosPiece]; ok && t.types[id] == PieceControl {
 		t.bosID = int(id)
 	}
-	if id, ok := t.reserved[m.eosPiece]; ok && t.types[id] == Control {
+	if id, ok := t.reserved[m.eosPiece]; ok && t.types[id] == PieceControl {
 		t.eosID = int(id)
 	}
 	return t, nil
@@ -298,6 +298,49 @@ func (t *SentencePiece) normalizePrefix(s string) (string, int) {
 // the piece "▁world"); and replace every ASCII space (only 0x20 — tabs and
 // newlines stay as they are and usually end up as byte pieces) by "▁".
 func (t *SentencePiece) normalize(text string) string {
+	if t.userDefined == nil && !t.removeExtraWhitespaces {
+		return t.normalizeIdentity(text)
+	}
+	return t.normalizeGeneral(text)
+}
+
+// normalizeIdentity is normalize for the common case (Llama) of no
+// user-defined symbols and no whitespace removal: a single pass that only
+// escapes spaces and replaces malformed UTF-8.
+func (t *SentencePiece) normalizeIdentity(text string) string {
+	if text == "" {
+		return ""
+	}
+	space := t.space()
+	buf := make([]byte, 0, len(text)+len(text)/2+len(space))
+	if t.addDummyPrefix {
+		buf = append(buf, space...)
+	}
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c < utf8.RuneSelf {
+			if c == ' ' {
+				buf = append(buf, space...)
+			} else {
+				buf = append(buf, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(text[i:])
+		if r == utf8.RuneError && n == 1 {
+			buf = append(buf, replacementChar...)
+		} else {
+			buf = append(buf, text[i:i+n]...)
+		}
+		i += n
+	}
+	return string(buf)
+}
+
+// normalizeGeneral is a direct transcription of sentencepiece's
+// Normalizer::Normalize for identity normalization.
+func (t *SentencePiece) normalizeGeneral(text string) string {
 	if t.removeExtraWhitespaces {
 		for text != "" {
 			p, n := t.normalizePrefix(text)
@@ -409,7 +452,7 @@ func (t *SentencePiece) space() string {
 func canSplitWords(pieces []string, types []PieceType, space string) bool {
 	for i, p := range pieces {
 		switch types[i] {
-		case Normal, UserDefined, Unused:
+		case PieceNormal, PieceUserDefined, PieceUnused:
 		default:
 			continue
 		}
@@ -517,7 +560,7 @@ func (e *encoder) merge(norm string, raw []int32) []int32 {
 			return
 		}
 		agenda.push(symbolPair{left: left, right: right, size: end - start, score: t.scores[id]})
-		if t.types[id] == Unused {
+		if t.types[id] == PieceUnused {
 			// Remember how Unused pieces were formed so they can be split
 			// back into their parts (sentencepiece's "resegment").
 			if e.revMerge == nil {
@@ -561,12 +604,12 @@ func (e *encoder) appendPiece(raw []int32, piece string) []int32 {
 	t := e.t
 	id := t.pieceToID(piece)
 	switch t.types[id] {
-	case Unused:
+	case PieceUnused:
 		if parts, ok := e.revMerge[piece]; ok {
 			raw = e.appendPiece(raw, parts[0])
 			return e.appendPiece(raw, parts[1])
 		}
-	case Unknown:
+	case PieceUnknown:
 		return append(raw, -int32(len(piece)))
 	}
 	return append(raw, int32(id))
@@ -704,7 +747,7 @@ func (t *SentencePiece) Decode(ids []int) string {
 		bytesBuf = bytesBuf[:0]
 	}
 	for _, id := range ids {
-		if id >= 0 && id < len(t.pieces) && t.types[id] == Byte {
+		if id >= 0 && id < len(t.pieces) && t.types[id] == PieceByte {
 			b, _ := parseBytePiece(t.pieces[id])
 			bytesBuf = append(bytesBuf, b)
 			continue
@@ -714,25 +757,26 @@ func (t *SentencePiece) Decode(ids []int) string {
 		if bosWSSeen || text.Len() > 0 {
 			isBosWS = false
 		}
-		var s string
-		s, bosWSSeen = t.decodePiece(id, isBosWS)
-		text.WriteString(s)
+		bosWSSeen = t.decodePiece(&text, id, isBosWS)
 	}
 	flushBytes()
 	return text.String()
 }
 
-// decodePiece is sentencepiece's DecodeSentencePiece for a non-byte id; it
-// also reports whether it consumed a leading dummy-prefix "▁".
-func (t *SentencePiece) decodePiece(id int, isBosWS bool) (string, bool) {
+// decodePiece is sentencepiece's DecodeSentencePiece for a non-byte id: it
+// writes the piece's text to b and reports whether it consumed a leading
+// dummy-prefix "▁".
+func (t *SentencePiece) decodePiece(b *strings.Builder, id int, isBosWS bool) bool {
 	if id < 0 || id >= len(t.pieces) {
-		return t.unkSurface, false
+		b.WriteString(t.unkSurface)
+		return false
 	}
 	switch t.types[id] {
-	case Control:
-		return "", false
-	case Unknown:
-		return t.unkSurface, false
+	case PieceControl:
+		return false
+	case PieceUnknown:
+		b.WriteString(t.unkSurface)
+		return false
 	}
 	piece := t.pieces[id]
 	consumed := false
@@ -742,5 +786,14 @@ func (t *SentencePiece) decodePiece(id int, isBosWS bool) (string, bool) {
 			consumed = false
 		}
 	}
-	return strings.ReplaceAll(piece, spaceSymbol, " "), consumed
+	for {
+		i := strings.Index(piece, spaceSymbol)
+		if i < 0 {
+			b.WriteString(piece)
+			return consumed
+		}
+		b.WriteString(piece[:i])
+		b.WriteByte(' ')
+		piece = piece[i+len(spaceSymbol):]
+	}
 }

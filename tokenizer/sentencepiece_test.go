@@ -108,7 +108,7 @@ func TestModelProperties(t *testing.T) {
 		{"Piece(1)", sp.Piece(1), "<s>"},
 		{"Piece(3)", sp.Piece(3), "<0x00>"},
 		{"Piece(258)", sp.Piece(258), "<0xFF>"},
-		{"Type(13)", sp.Type(13), Byte},
+		{"Type(13)", sp.Type(13), PieceByte},
 		{"Piece(-1)", sp.Piece(-1), ""},
 		{"Piece(32000)", sp.Piece(32000), ""},
 	}
@@ -377,10 +377,10 @@ type tinySpec struct {
 
 func (s tinySpec) bytes() []byte {
 	var m protoBuf
-	all := append([]testPiece{{"<unk>", 0, Unknown}, {"<s>", 0, Control}, {"</s>", 0, Control}}, s.pieces...)
+	all := append([]testPiece{{"<unk>", 0, PieceUnknown}, {"<s>", 0, PieceControl}, {"</s>", 0, PieceControl}}, s.pieces...)
 	if s.byteFallback {
 		for b := range 256 {
-			all = append(all, testPiece{fmt.Sprintf("<0x%02X>", b), 0, Byte})
+			all = append(all, testPiece{fmt.Sprintf("<0x%02X>", b), 0, PieceByte})
 		}
 	}
 	for _, p := range all {
@@ -434,8 +434,8 @@ func (s tinySpec) load(t *testing.T) *SentencePiece {
 func TestTinyModels(t *testing.T) {
 	abc := func(ab, bc float32) []testPiece {
 		return []testPiece{
-			{"▁", -10, Normal}, {"a", -20, Normal}, {"b", -20, Normal}, {"c", -20, Normal},
-			{"ab", ab, Normal}, {"bc", bc, Normal},
+			{"▁", -10, PieceNormal}, {"a", -20, PieceNormal}, {"b", -20, PieceNormal}, {"c", -20, PieceNormal},
+			{"ab", ab, PieceNormal}, {"bc", bc, PieceNormal},
 		}
 	}
 	cases := []struct {
@@ -449,10 +449,10 @@ func TestTinyModels(t *testing.T) {
 		{"higher score merges first (bc)", tinySpec{pieces: abc(-2, -1)}, "abc", []string{"▁", "a", "bc"}},
 		{"higher score merges first (ab)", tinySpec{pieces: abc(-1, -2)}, "abc", []string{"▁", "ab", "c"}},
 		// Equal scores: the leftmost pair goes first.
-		{"tie goes left", tinySpec{noDummy: true, pieces: []testPiece{{"a", -1, Normal}, {"aa", -1, Normal}}},
+		{"tie goes left", tinySpec{noDummy: true, pieces: []testPiece{{"a", -1, PieceNormal}, {"aa", -1, PieceNormal}}},
 			"aaa", []string{"aa", "a"}},
 		// Merges chain: "ab" then "abc".
-		{"chained merges", tinySpec{pieces: append(abc(-1, -5), testPiece{"abc", -3, Normal})},
+		{"chained merges", tinySpec{pieces: append(abc(-1, -5), testPiece{"abc", -3, PieceNormal})},
 			"abc", []string{"▁", "abc"}},
 		// Without byte fallback a run of unknown characters is one <unk>.
 		{"unknown run folds", tinySpec{pieces: abc(-1, -2)}, "axyzb c", []string{"▁", "a", "<unk>", "b", "▁", "c"}},
@@ -460,16 +460,16 @@ func TestTinyModels(t *testing.T) {
 		{"byte fallback", tinySpec{byteFallback: true, pieces: abc(-1, -2)}, "aé", []string{"▁", "a", "<0xC3>", "<0xA9>"}},
 		// User-defined symbols are matched whole and never merged with
 		// their neighbours.
-		{"user defined", tinySpec{noDummy: true, pieces: append(abc(-1, -2), testPiece{"<sep>", 0, UserDefined})},
+		{"user defined", tinySpec{noDummy: true, pieces: append(abc(-1, -2), testPiece{"<sep>", 0, PieceUserDefined})},
 			"ab<sep>c", []string{"ab", "<sep>", "c"}},
 		// An Unused piece may be formed as an intermediate step but is
 		// split back into the pieces it was merged from.
 		{"unused resegmented", tinySpec{noDummy: true, pieces: []testPiece{
-			{"a", -10, Normal}, {"b", -10, Normal}, {"c", -10, Normal}, {"ab", -1, Unused}, {"abc", -2, Normal}}},
+			{"a", -10, PieceNormal}, {"b", -10, PieceNormal}, {"c", -10, PieceNormal}, {"ab", -1, PieceUnused}, {"abc", -2, PieceNormal}}},
 			"ab c abc", []string{"a", "b", "<unk>", "c", "<unk>", "abc"}},
 		// Control and byte pieces are never produced by merging text.
 		{"literal control text", tinySpec{noDummy: true, pieces: []testPiece{
-			{"<", -1, Normal}, {"s", -1, Normal}, {">", -1, Normal}, {"<s", -2, Normal}}},
+			{"<", -1, PieceNormal}, {"s", -1, PieceNormal}, {">", -1, PieceNormal}, {"<s", -2, PieceNormal}}},
 			"<s>", []string{"<s", ">"}},
 		// Without the dummy prefix and with extra-whitespace removal.
 		{"remove extra whitespace", tinySpec{removeExtra: true, pieces: abc(-1, -2)},
@@ -507,10 +507,23 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+// TestNormalizeFastPath checks the single-pass identity normalizer against
+// the transcription of sentencepiece's general one.
+func TestNormalizeFastPath(t *testing.T) {
+	for _, spec := range []tinySpec{{}, {noDummy: true}} {
+		sp := spec.load(t)
+		for _, s := range append(slices.Clone(roundTripTexts), "a\xffb\xc3", "\xe2\x96", "x\uFFFDy") {
+			if a, b := sp.normalizeIdentity(s), sp.normalizeGeneral(s); a != b {
+				t.Errorf("normalize(%q): fast %q, general %q", s, a, b)
+			}
+		}
+	}
+}
+
 // TestDecodeRemoveExtraWhitespace: with remove_extra_whitespaces every
 // leading "▁" is dropped, not only the first.
 func TestDecodeRemoveExtraWhitespace(t *testing.T) {
-	sp := tinySpec{removeExtra: true, pieces: []testPiece{{"▁", -1, Normal}, {"a", -1, Normal}}}.load(t)
+	sp := tinySpec{removeExtra: true, pieces: []testPiece{{"▁", -1, PieceNormal}, {"a", -1, PieceNormal}}}.load(t)
 	if got := sp.Decode([]int{3, 3, 4, 3, 4}); got != "a a" {
 		t.Errorf("got %q, want %q", got, "a a")
 	}

@@ -32,18 +32,18 @@ func loadModel(path string) (*model.Model, error) {
 func loadTokenizer(modelPath, override string) (tokenizer.Tokenizer, error) {
 	if override != "" {
 		if filepath.Ext(override) == ".bin" {
-			return tokenizer.LoadLlama2C(override)
+			return sentencePiece(tokenizer.LoadLlama2C(override))
 		}
 		if st, err := os.Stat(override); err == nil && st.IsDir() {
 			return tokenizer.FromDir(override)
 		}
-		return tokenizer.LoadSentencePiece(override)
+		return sentencePiece(tokenizer.LoadSentencePiece(override))
 	}
 	dir := modelPath
 	if st, err := os.Stat(modelPath); err == nil && !st.IsDir() {
 		dir = filepath.Dir(modelPath)
 		if bin := filepath.Join(dir, "tokenizer.bin"); fileExists(bin) {
-			return tokenizer.LoadLlama2C(bin)
+			return sentencePiece(tokenizer.LoadLlama2C(bin))
 		}
 	}
 	tok, err := tokenizer.FromDir(dir)
@@ -51,6 +51,15 @@ func loadTokenizer(modelPath, override string) (tokenizer.Tokenizer, error) {
 		return nil, fmt.Errorf("%w; pass --tokenizer FILE", err)
 	}
 	return tok, nil
+}
+
+// sentencePiece converts a loader's result to the interface without turning
+// a nil pointer into a non-nil interface.
+func sentencePiece(t *tokenizer.SentencePiece, err error) (tokenizer.Tokenizer, error) {
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func fileExists(p string) bool {

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"llmq/internal/shared"
+)
+
+// capture runs the CLI with args and returns its exit code and stdout.
+func capture(t *testing.T, stdin string, args ...string) (int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	outF, _ := os.Create(filepath.Join(dir, "out"))
+	inF, _ := os.Create(filepath.Join(dir, "in"))
+	inF.WriteString(stdin)
+	inF.Seek(0, 0)
+	oldOut, oldIn, oldErr := os.Stdout, os.Stdin, os.Stderr
+	os.Stdout, os.Stdin = outF, inF
+	os.Stderr, _ = os.Create(filepath.Join(dir, "err"))
+	code := run(args)
+	os.Stdout, os.Stdin, os.Stderr = oldOut, oldIn, oldErr
+	outF.Close()
+	b, _ := os.ReadFile(filepath.Join(dir, "out"))
+	return code, string(b)
+}
+
+func TestCLI(t *testing.T) {
+	llama := shared.Path(t, "models", "wiki-llama-25m")
+	cases := []struct {
+		args  []string
+		stdin string
+		code  int
+		want  string // substring of stdout
+	}{
+		{[]string{"--help"}, "", 0, "Commands:"},
+		{[]string{"frobnicate"}, "", 2, ""},
+		{[]string{"eval"}, "", 1, ""}, // no --model
+		{[]string{"eval", "--model", "/nonexistent"}, "", 1, ""},
+		{[]string{"eval", "--bogus-flag"}, "", 2, ""},
+		{[]string{"tokenize", "--model", llama}, "Hello world", 0, "1 15043 3186\n"},
+		{[]string{"tokenize", "--model", llama, "--no-bos"}, "Hello world", 0, "15043 3186\n"},
+		{[]string{"eval", "--model", llama, "--limit", "1", "--seqlen", "64", "--json"}, "", 0, `"windows":1`},
+		{[]string{"generate", "--model", llama, "--prompt", "The", "-n", "4"}, "", 0, "The"},
+	}
+	for _, c := range cases {
+		code, out := capture(t, c.stdin, c.args...)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("llmq %s: exit %d, stdout %q; want exit %d and %q", strings.Join(c.args, " "), code, out, c.code, c.want)
+		}
+	}
+}
