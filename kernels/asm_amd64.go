@@ -42,7 +42,7 @@ func dotAVX2(n int, x, y *float32) float32
 func axpyAVX2(n int, alpha float32, x, y *float32)
 
 //go:noescape
-func dot4AVX2(n int, x, w *float32, ldw int, out *float32)
+func sgemmDotRows(k int, x *float32, w *float32, ldw int, nrows int, c *float32, accum int)
 
 //go:noescape
 func packBT16(k int, src *float32, ld int, dst *float32)
@@ -80,22 +80,22 @@ func sgemmDotT2x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, l
 func sgemmDotT3x4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int)
 
 //go:noescape
-func sgemmKernel1x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+func sgemmKernel1x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 
 //go:noescape
-func sgemmKernel2x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+func sgemmKernel2x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 
 //go:noescape
-func sgemmKernel3x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+func sgemmKernel3x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 
 //go:noescape
-func sgemmKernel4x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+func sgemmKernel4x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 
 //go:noescape
-func sgemmKernel5x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+func sgemmKernel5x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 
 //go:noescape
-func sgemmKernel6x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+func sgemmKernel6x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 
 // dotTileAsm computes C[rows×4] (+)= A[rows×k]·B[4×k]ᵀ, 1 ≤ rows ≤ 3, k%8 == 0.
 func dotTileAsm(rows, k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, accum int) {
@@ -111,21 +111,22 @@ func dotTileAsm(rows, k int, a *float32, lda int, b *float32, ldb int, c *float3
 	}
 }
 
-// kernelStridedAsm is kernelAsm with B read unpacked (row stride ldb).
-func kernelStridedAsm(rows, k int, a, b *float32, ldb int, c *float32, ldc int, accum int) {
+// kernelStridedAsm is kernelAsm with B read unpacked (row stride ldb), run
+// over np adjacent 16-column panels.
+func kernelStridedAsm(rows, k int, a, b *float32, ldb int, c *float32, ldc int, accum int, np int) {
 	switch rows {
 	case 1:
-		sgemmKernel1x16S(k, a, b, ldb, c, ldc, accum)
+		sgemmKernel1x16S(k, a, b, ldb, c, ldc, accum, np)
 	case 2:
-		sgemmKernel2x16S(k, a, b, ldb, c, ldc, accum)
+		sgemmKernel2x16S(k, a, b, ldb, c, ldc, accum, np)
 	case 3:
-		sgemmKernel3x16S(k, a, b, ldb, c, ldc, accum)
+		sgemmKernel3x16S(k, a, b, ldb, c, ldc, accum, np)
 	case 4:
-		sgemmKernel4x16S(k, a, b, ldb, c, ldc, accum)
+		sgemmKernel4x16S(k, a, b, ldb, c, ldc, accum, np)
 	case 5:
-		sgemmKernel5x16S(k, a, b, ldb, c, ldc, accum)
+		sgemmKernel5x16S(k, a, b, ldb, c, ldc, accum, np)
 	case 6:
-		sgemmKernel6x16S(k, a, b, ldb, c, ldc, accum)
+		sgemmKernel6x16S(k, a, b, ldb, c, ldc, accum, np)
 	default:
 		panic("kernels: bad microkernel height")
 	}

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math/bits"
 	"sync"
 	"unsafe"
 )
@@ -28,6 +29,8 @@ var (
 	smallMT    = 48
 	smallMN    = 6
 	forceSmall = false // tests: take the small path whenever m ≤ smallMT
+
+	kbN = 32 // rows of B per pass in the small-m, B-not-transposed path
 )
 
 // useSmallT reports whether Sgemm with transB should take the dot-product
@@ -75,8 +78,8 @@ func Sgemm(transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int,
 	g.k = k
 	mch := max(mr, aBudget/k/mr*mr)
 	nch := max(nr, bBudget/k/nr*nr)
-	abuf, ap := getBuf(&aPool, min(m, mch)*k)
-	bbuf, bp := getBuf(&bPool, roundUp(min(n, nch), nr)*k)
+	abuf, ap := getBuf(min(m, mch) * k)
+	bbuf, bp := getBuf(roundUp(min(n, nch), nr) * k)
 	for i0 := 0; i0 < m; i0 += mch {
 		mm := min(mch, m-i0)
 		for j0 := 0; j0 < n; j0 += nch {
@@ -96,8 +99,8 @@ func Sgemm(transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int,
 			g.execute()
 		}
 	}
-	putBuf(&aPool, abuf)
-	putBuf(&bPool, bbuf)
+	putBuf(abuf)
+	putBuf(bbuf)
 	putCtx(g)
 }
 
@@ -212,7 +215,7 @@ func GemmPacked(m int, a []float32, lda int, p *PackedB, c []float32, ldc int, a
 		return
 	}
 	mch := max(mr, aBudget/k/mr*mr)
-	abuf, ap := getBuf(&aPool, min(m, mch)*k)
+	abuf, ap := getBuf(min(m, mch) * k)
 	for i0 := 0; i0 < m; i0 += mch {
 		mm := min(mch, m-i0)
 		g.m = mm
@@ -222,7 +225,7 @@ func GemmPacked(m int, a []float32, lda int, p *PackedB, c []float32, ldc int, a
 		g.packA = true
 		g.execute()
 	}
-	putBuf(&aPool, abuf)
+	putBuf(abuf)
 	putCtx(g)
 }
 
@@ -450,10 +453,11 @@ func (g *gemmCtx) tile(t int) {
 }
 
 // smallJob handles Sgemm with few rows of A without packing B, streaming B
-// once: with transB, tiles of C[≤3×4] are dot products of rows of A and rows
-// of B (sgemmDotT*); otherwise the mr×16 kernel reads B rows in place
-// (sgemmKernel*x16S) against a packed A panel of all m ≤ 6 rows. Each task owns
-// a block of output columns.
+// once. With transB: for m ≤ 2, whole-row dot products (sgemmDotRows);
+// otherwise tiles of C[≤3×4] of dot products of rows of A and rows of B
+// (sgemmDotT*). Without transB (m ≤ 6): the mr×16 kernel reads B rows in
+// place (sgemmKernel*x16S) against a packed A panel. Each task owns a block of
+// output columns.
 type smallJob struct {
 	asm        bool
 	transB     bool
@@ -480,13 +484,14 @@ func gemmSmall(asm, transB bool, m, n, k int, a []float32, lda int, b []float32,
 		if m == 1 {
 			j.ap = a[:k]
 		} else {
-			abuf, j.ap = getBuf(&aPool, m*k)
+			abuf, j.ap = getBuf(m * k)
 			packAGo(j.ap, a, lda, m, k)
 		}
 	}
 	unit, maxBlock := 4, 64 // columns: a multiple of the tile width
-	if !transB {
-		unit, maxBlock = nr, 256
+	if !transB || m <= 2 {
+		// long sequential runs of B per task (prefetcher friendly)
+		unit, maxBlock = nr, 1<<30
 	}
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	w := workersFor(flops, (n+unit-1)/unit)
@@ -498,7 +503,7 @@ func gemmSmall(asm, transB bool, m, n, k int, a []float32, lda int, b []float32,
 	}
 	parallelDynamic((n+j.block-1)/j.block, w, j)
 	if abuf != nil {
-		putBuf(&aPool, abuf)
+		putBuf(abuf)
 	}
 	*j = smallJob{}
 	smallPool.Put(j)
@@ -526,6 +531,35 @@ func (g *smallJob) runT(j0, j1 int) {
 	m, k, lda, ldb, ldc := g.m, g.k, g.lda, g.ldb, g.ldc
 	a, b, c := g.a, g.b, g.c
 	j := j0
+	if g.asm && k >= 8 && m <= 2 {
+		// Row by row: consecutive rows of B stream sequentially. Blocks of
+		// 8 rows of B stay cached while the (at most 2) rows of A pass.
+		k8 := k &^ 7
+		iacc := 0
+		if g.accumulate {
+			iacc = 1
+		}
+		step := 8
+		if m == 1 {
+			step = j1 - j0
+		}
+		for jb := j0; jb < j1; jb += step {
+			je := min(jb+step, j1)
+			_ = b[(je-1)*ldb+k-1]
+			for i := 0; i < m; i++ {
+				_ = a[i*lda+k-1]
+				_ = c[i*ldc+je-1]
+				sgemmDotRows(k8, &a[i*lda], &b[jb*ldb], ldb, je-jb, &c[i*ldc+jb], iacc)
+				if k8 < k {
+					ar := a[i*lda+k8 : i*lda+k]
+					for jj := jb; jj < je; jj++ {
+						c[i*ldc+jj] += dotGo(ar, b[jj*ldb+k8:jj*ldb+k])
+					}
+				}
+			}
+		}
+		return
+	}
 	if g.asm && k >= 8 {
 		k8 := k &^ 7
 		iacc := 0
@@ -576,15 +610,21 @@ func (g *smallJob) runN(j0, j1 int) {
 		}
 		return
 	}
-	iacc := 0
-	if g.accumulate {
-		iacc = 1
-	}
-	j := j0
-	for ; j+nr <= j1; j += nr {
-		_ = b[(k-1)*ldb+j+nr-1]
-		_ = c[(m-1)*ldc+j+nr-1]
-		kernelStridedAsm(m, k, &g.ap[0], &b[j], ldb, &c[j], ldc, iacc)
+	// Rows of B are consumed kbN at a time across all panels of the block,
+	// so B streams as kbN long row segments instead of 64-byte pieces.
+	np := (j1 - j0) / nr
+	j := j0 + np*nr
+	if np > 0 {
+		_ = b[(k-1)*ldb+j-1]
+		_ = c[(m-1)*ldc+j-1]
+		for p0 := 0; p0 < k; p0 += kbN {
+			kb := min(kbN, k-p0)
+			iacc := 0
+			if g.accumulate || p0 > 0 {
+				iacc = 1
+			}
+			kernelStridedAsm(m, kb, &g.ap[p0*m], &b[p0*ldb+j0], ldb, &c[j0], ldc, iacc, np)
+		}
 	}
 	if j == j1 {
 		return
@@ -607,23 +647,28 @@ func (g *smallJob) runN(j0, j1 int) {
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
-// Packing buffers are pooled per operand so their sizes stay stable.
-var aPool, bPool sync.Pool
+// Packing buffers are pooled by power-of-two size class, so that products of
+// different shapes (and concurrent calls) reuse buffers instead of
+// reallocating them.
+var bufPools [40]sync.Pool
 
-type floatBuf struct{ raw []float32 }
-
-// getBuf returns a pooled buffer and a 64-byte aligned view of n floats.
-func getBuf(pool *sync.Pool, n int) (*floatBuf, []float32) {
-	fb, _ := pool.Get().(*floatBuf)
-	if fb == nil || cap(fb.raw) < n+16 {
-		fb = &floatBuf{raw: make([]float32, n+16)}
-	}
-	raw := fb.raw[:cap(fb.raw)]
-	off := alignOff(raw)
-	return fb, raw[off : off+n]
+type floatBuf struct {
+	raw   []float32
+	class int
 }
 
-func putBuf(pool *sync.Pool, fb *floatBuf) { pool.Put(fb) }
+// getBuf returns a pooled buffer and a 64-byte aligned view of n floats.
+func getBuf(n int) (*floatBuf, []float32) {
+	class := bits.Len(uint(n + 15)) // 2^class ≥ n+16: room to align
+	fb, _ := bufPools[class].Get().(*floatBuf)
+	if fb == nil {
+		fb = &floatBuf{raw: make([]float32, 1<<class), class: class}
+	}
+	off := alignOff(fb.raw)
+	return fb, fb.raw[off : off+n]
+}
+
+func putBuf(fb *floatBuf) { bufPools[fb.class].Put(fb) }
 
 func alignOff(raw []float32) int {
 	return int((64-uintptr(unsafe.Pointer(unsafe.SliceData(raw)))%64)%64) / 4

@@ -412,3 +412,38 @@ func TestNoAsmEnv(t *testing.T) {
 	}
 	SetAsm(prev)
 }
+
+// TestOverwriteIgnoresC checks that without accumulate the old contents of C
+// (here NaN) never leak into the result, on every path.
+func TestOverwriteIgnoresC(t *testing.T) {
+	r := rand.New(rand.NewSource(8))
+	nan := float32(math.NaN())
+	for _, s := range [][3]int{{1, 40, 100}, {3, 17, 9}, {5, 33, 600}, {20, 50, 700}, {70, 33, 40}, {9, 5, 3}} {
+		m, n, k := s[0], s[1], s[2]
+		a, b := randSlice(r, m*k), randSlice(r, n*k)
+		p := PackB(b, n, k)
+		for _, asm := range paths(t) {
+			for call := 0; call < 3; call++ {
+				c := make([]float32, m*n)
+				for i := range c {
+					c[i] = nan
+				}
+				withAsm(asm, func() {
+					switch call {
+					case 0:
+						Sgemm(true, m, n, k, a, k, b, k, c, n, false)
+					case 1:
+						Sgemm(false, m, n, k, a, k, b, n, c, n, false)
+					case 2:
+						MatMulPacked(c, a, m, p)
+					}
+				})
+				for i, v := range c {
+					if math.IsNaN(float64(v)) {
+						t.Fatalf("[%s] call %d shape %v: C[%d] is NaN", pathName(asm), call, s, i)
+					}
+				}
+			}
+		}
+	}
+}

@@ -27,7 +27,7 @@ func main() {
 	genKernel6x16Loop()
 	genDot()
 	genAxpy()
-	genDot4()
+	genDotRows()
 	for r := 1; r <= 3; r++ {
 		genDotTile(r)
 	}
@@ -361,60 +361,73 @@ func genAxpy() {
 	p("\tRET")
 }
 
-// genDot4 emits
+// genDotRows emits
 //
-//	func dot4AVX2(n int, x, w *float32, ldw int, out *float32)
+//	func sgemmDotRows(k int, x *float32, w *float32, ldw int, nrows int, c *float32, accum int)
 //
-// out[r] = Σ_i x[i]·w[r·ldw+i] for r < 4, n a multiple of 8.
-func genDot4() {
+// c[j] (=, or += when accum != 0) Σ_{i<k} x[i]·w[j·ldw+i] for j < nrows, k a
+// multiple of 8. Rows of w are read one after another, so consecutive rows
+// (ldw = k) stream as one sequential block: the decode-time GEMV.
+func genDotRows() {
 	p("")
-	p("// func dot4AVX2(n int, x, w *float32, ldw int, out *float32)")
-	p("TEXT ·dot4AVX2(SB), NOSPLIT, $0-40")
-	p("\tMOVQ n+0(FP), CX")
+	p("// func sgemmDotRows(k int, x *float32, w *float32, ldw int, nrows int, c *float32, accum int)")
+	p("TEXT ·sgemmDotRows(SB), NOSPLIT, $0-56")
 	p("\tMOVQ x+8(FP), SI")
 	p("\tMOVQ w+16(FP), DI")
 	p("\tMOVQ ldw+24(FP), R8")
 	p("\tSHLQ $2, R8")
-	p("\tLEAQ (DI)(R8*1), R9")
-	p("\tLEAQ (DI)(R8*2), R10")
-	p("\tLEAQ (R9)(R8*2), R11")
-	for i := 0; i < 8; i++ {
+	p("\tMOVQ nrows+32(FP), R9")
+	p("\tMOVQ c+40(FP), DX")
+	p("\tMOVQ accum+48(FP), R10")
+	p("\tTESTQ R9, R9")
+	p("\tJZ done")
+	p("row:")
+	for i := 0; i < 4; i++ {
 		p("\tVXORPS %s, %s, %s", y(i), y(i), y(i))
 	}
-	rows := []string{"DI", "R9", "R10", "R11"}
+	p("\tMOVQ k+0(FP), CX")
 	p("\tXORQ AX, AX")
 	p("\tMOVQ CX, BX")
-	p("\tSHRQ $4, BX")
+	p("\tSHRQ $5, BX")
 	p("\tJZ tail")
 	p("loop:")
-	p("\tVMOVUPS (SI)(AX*1), Y8")
-	p("\tVMOVUPS 32(SI)(AX*1), Y9")
-	for r, reg := range rows {
-		p("\tVFMADD231PS (%s)(AX*1), Y8, %s", reg, y(r))
-		p("\tVFMADD231PS 32(%s)(AX*1), Y9, %s", reg, y(4+r))
+	for i := 0; i < 4; i++ {
+		p("\tVMOVUPS %d(DI)(AX*1), %s", i*32, y(4+i))
 	}
-	p("\tADDQ $64, AX")
+	for i := 0; i < 4; i++ {
+		p("\tVFMADD231PS %d(SI)(AX*1), %s, %s", i*32, y(4+i), y(i))
+	}
+	p("\tADDQ $128, AX")
 	p("\tDECQ BX")
 	p("\tJNZ loop")
 	p("tail:")
-	p("\tTESTQ $8, CX")
+	p("\tANDQ $31, CX")
+	p("\tSHRQ $3, CX")
 	p("\tJZ sum")
-	p("\tVMOVUPS (SI)(AX*1), Y8")
-	for r, reg := range rows {
-		p("\tVFMADD231PS (%s)(AX*1), Y8, %s", reg, y(r))
-	}
+	p("tailloop:")
+	p("\tVMOVUPS (DI)(AX*1), Y4")
+	p("\tVFMADD231PS (SI)(AX*1), Y4, Y0")
+	p("\tADDQ $32, AX")
+	p("\tDECQ CX")
+	p("\tJNZ tailloop")
 	p("sum:")
-	for r := 0; r < 4; r++ {
-		p("\tVADDPS %s, %s, %s", y(4+r), y(r), y(r))
-	}
-	// horizontal sums of Y0..Y3 into X0 = [s0 s1 s2 s3]
-	p("\tVHADDPS Y1, Y0, Y0")
-	p("\tVHADDPS Y3, Y2, Y2")
-	p("\tVHADDPS Y2, Y0, Y0")
+	p("\tVADDPS Y1, Y0, Y0")
+	p("\tVADDPS Y3, Y2, Y2")
+	p("\tVADDPS Y2, Y0, Y0")
 	p("\tVEXTRACTF128 $1, Y0, X1")
 	p("\tVADDPS X1, X0, X0")
-	p("\tMOVQ out+32(FP), DX")
-	p("\tVMOVUPS X0, (DX)")
+	p("\tVHADDPS X0, X0, X0")
+	p("\tVHADDPS X0, X0, X0")
+	p("\tTESTQ R10, R10")
+	p("\tJZ st")
+	p("\tVADDSS (DX), X0, X0")
+	p("st:")
+	p("\tVMOVSS X0, (DX)")
+	p("\tADDQ $4, DX")
+	p("\tADDQ R8, DI")
+	p("\tDECQ R9")
+	p("\tJNZ row")
+	p("done:")
 	p("\tVZEROUPPER")
 	p("\tRET")
 }
@@ -692,25 +705,31 @@ func genDotTile(R int) {
 
 // genKernelStrided emits
 //
-//	func sgemmKernel{mr}x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
+//	func sgemmKernel{mr}x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
 //
 // like sgemmKernel{mr}x16 but reading B unpacked: row p of the B micro-panel
-// is the 16 floats at b + p·ldb. a is still a packed [k][mr] panel.
+// is the 16 floats at b + p·ldb. a is still a packed [k][mr] panel. It runs
+// over np adjacent 16-column panels of B and C.
 func genKernelStrided(mr int) {
 	sets := kernelSets(mr)
 	acc := func(s, r, h int) string { return y(4 + (s*mr+r)*2 + h) }
 	name := fmt.Sprintf("sgemmKernel%dx16S", mr)
 	p("")
-	p("// func %s(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-56", name)
-	p("\tMOVQ k+0(FP), CX")
-	p("\tMOVQ a+8(FP), SI")
-	p("\tMOVQ b+16(FP), DI")
+	p("// func %s(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("\tMOVQ b+16(FP), R10")
 	p("\tMOVQ ldb+24(FP), R9")
 	p("\tSHLQ $2, R9")
-	p("\tMOVQ c+32(FP), DX")
+	p("\tMOVQ c+32(FP), R11")
 	p("\tMOVQ ldc+40(FP), R8")
 	p("\tSHLQ $2, R8")
+	p("\tMOVQ accum+48(FP), R13")
+	p("\tMOVQ np+56(FP), R12")
+	p("panel:")
+	p("\tMOVQ k+0(FP), CX")
+	p("\tMOVQ a+8(FP), SI")
+	p("\tMOVQ R10, DI")
+	p("\tMOVQ R11, DX")
 	for s := 0; s < sets; s++ {
 		for r := 0; r < mr; r++ {
 			for h := 0; h < 2; h++ {
@@ -756,5 +775,27 @@ func genKernelStrided(mr int) {
 			}
 		}
 	}
-	storeCAt(mr, "accum+48(FP)", func(r, h int) string { return acc(0, r, h) })
+	p("\tTESTQ R13, R13")
+	p("\tJZ store")
+	for r := 0; r < mr; r++ {
+		p("\tVADDPS (DX), %s, %s", acc(0, r, 0), acc(0, r, 0))
+		p("\tVADDPS 32(DX), %s, %s", acc(0, r, 1), acc(0, r, 1))
+		p("\tVMOVUPS %s, (DX)", acc(0, r, 0))
+		p("\tVMOVUPS %s, 32(DX)", acc(0, r, 1))
+		p("\tADDQ R8, DX")
+	}
+	p("\tJMP next")
+	p("store:")
+	for r := 0; r < mr; r++ {
+		p("\tVMOVUPS %s, (DX)", acc(0, r, 0))
+		p("\tVMOVUPS %s, 32(DX)", acc(0, r, 1))
+		p("\tADDQ R8, DX")
+	}
+	p("next:")
+	p("\tADDQ $64, R10")
+	p("\tADDQ $64, R11")
+	p("\tDECQ R12")
+	p("\tJNZ panel")
+	p("\tVZEROUPPER")
+	p("\tRET")
 }

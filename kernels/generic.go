@@ -7,32 +7,40 @@ package kernels
 // kernelGo computes C[rows×cols] (= or +=) A·B for one micro-tile: a is a packed
 // A micro-panel [kc][rows], b a packed B micro-panel [kc][nr] (only the first
 // cols columns are used), c the top-left element of the tile with row stride
-// ldc.
+// ldc. It works on 2×4 sub-tiles so the accumulators stay in registers.
 func kernelGo(rows, cols, kc int, a, b, c []float32, ldc int, accum bool) {
 	var t [mr * nr]float32
 	a = a[:kc*rows]
 	b = b[:kc*nr]
-	for p := 0; p < kc; p++ {
-		bp := (*[nr]float32)(b[p*nr:])
-		ap := a[p*rows : p*rows+rows]
-		for r, av := range ap {
-			tr := (*[nr]float32)(t[r*nr:])
-			tr[0] += av * bp[0]
-			tr[1] += av * bp[1]
-			tr[2] += av * bp[2]
-			tr[3] += av * bp[3]
-			tr[4] += av * bp[4]
-			tr[5] += av * bp[5]
-			tr[6] += av * bp[6]
-			tr[7] += av * bp[7]
-			tr[8] += av * bp[8]
-			tr[9] += av * bp[9]
-			tr[10] += av * bp[10]
-			tr[11] += av * bp[11]
-			tr[12] += av * bp[12]
-			tr[13] += av * bp[13]
-			tr[14] += av * bp[14]
-			tr[15] += av * bp[15]
+	for r := 0; r < rows; r += 2 {
+		for j := 0; j < cols; j += 4 {
+			var s00, s01, s02, s03, s10, s11, s12, s13 float32
+			if r+1 < rows {
+				for p := 0; p < kc; p++ {
+					bb := (*[4]float32)(b[p*nr+j:])
+					aa := (*[2]float32)(a[p*rows+r:])
+					a0, a1 := aa[0], aa[1]
+					s00 += a0 * bb[0]
+					s01 += a0 * bb[1]
+					s02 += a0 * bb[2]
+					s03 += a0 * bb[3]
+					s10 += a1 * bb[0]
+					s11 += a1 * bb[1]
+					s12 += a1 * bb[2]
+					s13 += a1 * bb[3]
+				}
+				t[(r+1)*nr+j], t[(r+1)*nr+j+1], t[(r+1)*nr+j+2], t[(r+1)*nr+j+3] = s10, s11, s12, s13
+			} else {
+				for p := 0; p < kc; p++ {
+					bb := (*[4]float32)(b[p*nr+j:])
+					a0 := a[p*rows+r]
+					s00 += a0 * bb[0]
+					s01 += a0 * bb[1]
+					s02 += a0 * bb[2]
+					s03 += a0 * bb[3]
+				}
+			}
+			t[r*nr+j], t[r*nr+j+1], t[r*nr+j+2], t[r*nr+j+3] = s00, s01, s02, s03
 		}
 	}
 	for r := 0; r < rows; r++ {

@@ -1105,62 +1105,67 @@ done:
 	VZEROUPPER
 	RET
 
-// func dot4AVX2(n int, x, w *float32, ldw int, out *float32)
-TEXT ·dot4AVX2(SB), NOSPLIT, $0-40
-	MOVQ n+0(FP), CX
+// func sgemmDotRows(k int, x *float32, w *float32, ldw int, nrows int, c *float32, accum int)
+TEXT ·sgemmDotRows(SB), NOSPLIT, $0-56
 	MOVQ x+8(FP), SI
 	MOVQ w+16(FP), DI
 	MOVQ ldw+24(FP), R8
 	SHLQ $2, R8
-	LEAQ (DI)(R8*1), R9
-	LEAQ (DI)(R8*2), R10
-	LEAQ (R9)(R8*2), R11
+	MOVQ nrows+32(FP), R9
+	MOVQ c+40(FP), DX
+	MOVQ accum+48(FP), R10
+	TESTQ R9, R9
+	JZ done
+row:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	MOVQ k+0(FP), CX
 	XORQ AX, AX
 	MOVQ CX, BX
-	SHRQ $4, BX
+	SHRQ $5, BX
 	JZ tail
 loop:
-	VMOVUPS (SI)(AX*1), Y8
-	VMOVUPS 32(SI)(AX*1), Y9
-	VFMADD231PS (DI)(AX*1), Y8, Y0
-	VFMADD231PS 32(DI)(AX*1), Y9, Y4
-	VFMADD231PS (R9)(AX*1), Y8, Y1
-	VFMADD231PS 32(R9)(AX*1), Y9, Y5
-	VFMADD231PS (R10)(AX*1), Y8, Y2
-	VFMADD231PS 32(R10)(AX*1), Y9, Y6
-	VFMADD231PS (R11)(AX*1), Y8, Y3
-	VFMADD231PS 32(R11)(AX*1), Y9, Y7
-	ADDQ $64, AX
+	VMOVUPS 0(DI)(AX*1), Y4
+	VMOVUPS 32(DI)(AX*1), Y5
+	VMOVUPS 64(DI)(AX*1), Y6
+	VMOVUPS 96(DI)(AX*1), Y7
+	VFMADD231PS 0(SI)(AX*1), Y4, Y0
+	VFMADD231PS 32(SI)(AX*1), Y5, Y1
+	VFMADD231PS 64(SI)(AX*1), Y6, Y2
+	VFMADD231PS 96(SI)(AX*1), Y7, Y3
+	ADDQ $128, AX
 	DECQ BX
 	JNZ loop
 tail:
-	TESTQ $8, CX
+	ANDQ $31, CX
+	SHRQ $3, CX
 	JZ sum
-	VMOVUPS (SI)(AX*1), Y8
-	VFMADD231PS (DI)(AX*1), Y8, Y0
-	VFMADD231PS (R9)(AX*1), Y8, Y1
-	VFMADD231PS (R10)(AX*1), Y8, Y2
-	VFMADD231PS (R11)(AX*1), Y8, Y3
+tailloop:
+	VMOVUPS (DI)(AX*1), Y4
+	VFMADD231PS (SI)(AX*1), Y4, Y0
+	ADDQ $32, AX
+	DECQ CX
+	JNZ tailloop
 sum:
-	VADDPS Y4, Y0, Y0
-	VADDPS Y5, Y1, Y1
-	VADDPS Y6, Y2, Y2
-	VADDPS Y7, Y3, Y3
-	VHADDPS Y1, Y0, Y0
-	VHADDPS Y3, Y2, Y2
-	VHADDPS Y2, Y0, Y0
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
-	MOVQ out+32(FP), DX
-	VMOVUPS X0, (DX)
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	TESTQ R10, R10
+	JZ st
+	VADDSS (DX), X0, X0
+st:
+	VMOVSS X0, (DX)
+	ADDQ $4, DX
+	ADDQ R8, DI
+	DECQ R9
+	JNZ row
+done:
 	VZEROUPPER
 	RET
 
@@ -1484,16 +1489,21 @@ st2:
 	VZEROUPPER
 	RET
 
-// func sgemmKernel1x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
-TEXT ·sgemmKernel1x16S(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
+// func sgemmKernel1x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
+TEXT ·sgemmKernel1x16S(SB), NOSPLIT, $0-64
+	MOVQ b+16(FP), R10
 	MOVQ ldb+24(FP), R9
 	SHLQ $2, R9
-	MOVQ c+32(FP), DX
+	MOVQ c+32(FP), R11
 	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
+	MOVQ accum+48(FP), R13
+	MOVQ np+56(FP), R12
+panel:
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ R10, DI
+	MOVQ R11, DX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
@@ -1553,31 +1563,41 @@ reduce:
 	VADDPS Y9, Y5, Y5
 	VADDPS Y10, Y4, Y4
 	VADDPS Y11, Y5, Y5
-	MOVQ accum+48(FP), AX
-	TESTQ AX, AX
+	TESTQ R13, R13
 	JZ store
 	VADDPS (DX), Y4, Y4
 	VADDPS 32(DX), Y5, Y5
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
-	VZEROUPPER
-	RET
+	ADDQ R8, DX
+	JMP next
 store:
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
+	ADDQ R8, DX
+next:
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ panel
 	VZEROUPPER
 	RET
 
-// func sgemmKernel2x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
-TEXT ·sgemmKernel2x16S(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
+// func sgemmKernel2x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
+TEXT ·sgemmKernel2x16S(SB), NOSPLIT, $0-64
+	MOVQ b+16(FP), R10
 	MOVQ ldb+24(FP), R9
 	SHLQ $2, R9
-	MOVQ c+32(FP), DX
+	MOVQ c+32(FP), R11
 	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
+	MOVQ accum+48(FP), R13
+	MOVQ np+56(FP), R12
+panel:
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ R10, DI
+	MOVQ R11, DX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
@@ -1650,8 +1670,7 @@ reduce:
 	VADDPS Y9, Y5, Y5
 	VADDPS Y10, Y6, Y6
 	VADDPS Y11, Y7, Y7
-	MOVQ accum+48(FP), AX
-	TESTQ AX, AX
+	TESTQ R13, R13
 	JZ store
 	VADDPS (DX), Y4, Y4
 	VADDPS 32(DX), Y5, Y5
@@ -1662,27 +1681,38 @@ reduce:
 	VADDPS 32(DX), Y7, Y7
 	VMOVUPS Y6, (DX)
 	VMOVUPS Y7, 32(DX)
-	VZEROUPPER
-	RET
+	ADDQ R8, DX
+	JMP next
 store:
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
 	ADDQ R8, DX
 	VMOVUPS Y6, (DX)
 	VMOVUPS Y7, 32(DX)
+	ADDQ R8, DX
+next:
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ panel
 	VZEROUPPER
 	RET
 
-// func sgemmKernel3x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
-TEXT ·sgemmKernel3x16S(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
+// func sgemmKernel3x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
+TEXT ·sgemmKernel3x16S(SB), NOSPLIT, $0-64
+	MOVQ b+16(FP), R10
 	MOVQ ldb+24(FP), R9
 	SHLQ $2, R9
-	MOVQ c+32(FP), DX
+	MOVQ c+32(FP), R11
 	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
+	MOVQ accum+48(FP), R13
+	MOVQ np+56(FP), R12
+panel:
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ R10, DI
+	MOVQ R11, DX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
@@ -1776,8 +1806,7 @@ reduce:
 	VADDPS Y13, Y7, Y7
 	VADDPS Y14, Y8, Y8
 	VADDPS Y15, Y9, Y9
-	MOVQ accum+48(FP), AX
-	TESTQ AX, AX
+	TESTQ R13, R13
 	JZ store
 	VADDPS (DX), Y4, Y4
 	VADDPS 32(DX), Y5, Y5
@@ -1793,8 +1822,8 @@ reduce:
 	VADDPS 32(DX), Y9, Y9
 	VMOVUPS Y8, (DX)
 	VMOVUPS Y9, 32(DX)
-	VZEROUPPER
-	RET
+	ADDQ R8, DX
+	JMP next
 store:
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
@@ -1804,19 +1833,30 @@ store:
 	ADDQ R8, DX
 	VMOVUPS Y8, (DX)
 	VMOVUPS Y9, 32(DX)
+	ADDQ R8, DX
+next:
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ panel
 	VZEROUPPER
 	RET
 
-// func sgemmKernel4x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
-TEXT ·sgemmKernel4x16S(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
+// func sgemmKernel4x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
+TEXT ·sgemmKernel4x16S(SB), NOSPLIT, $0-64
+	MOVQ b+16(FP), R10
 	MOVQ ldb+24(FP), R9
 	SHLQ $2, R9
-	MOVQ c+32(FP), DX
+	MOVQ c+32(FP), R11
 	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
+	MOVQ accum+48(FP), R13
+	MOVQ np+56(FP), R12
+panel:
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ R10, DI
+	MOVQ R11, DX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
@@ -1915,8 +1955,7 @@ remloop:
 	DECQ CX
 	JNZ remloop
 reduce:
-	MOVQ accum+48(FP), AX
-	TESTQ AX, AX
+	TESTQ R13, R13
 	JZ store
 	VADDPS (DX), Y4, Y4
 	VADDPS 32(DX), Y5, Y5
@@ -1937,8 +1976,8 @@ reduce:
 	VADDPS 32(DX), Y11, Y11
 	VMOVUPS Y10, (DX)
 	VMOVUPS Y11, 32(DX)
-	VZEROUPPER
-	RET
+	ADDQ R8, DX
+	JMP next
 store:
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
@@ -1951,19 +1990,30 @@ store:
 	ADDQ R8, DX
 	VMOVUPS Y10, (DX)
 	VMOVUPS Y11, 32(DX)
+	ADDQ R8, DX
+next:
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ panel
 	VZEROUPPER
 	RET
 
-// func sgemmKernel5x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
-TEXT ·sgemmKernel5x16S(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
+// func sgemmKernel5x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
+TEXT ·sgemmKernel5x16S(SB), NOSPLIT, $0-64
+	MOVQ b+16(FP), R10
 	MOVQ ldb+24(FP), R9
 	SHLQ $2, R9
-	MOVQ c+32(FP), DX
+	MOVQ c+32(FP), R11
 	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
+	MOVQ accum+48(FP), R13
+	MOVQ np+56(FP), R12
+panel:
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ R10, DI
+	MOVQ R11, DX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
@@ -2079,8 +2129,7 @@ remloop:
 	DECQ CX
 	JNZ remloop
 reduce:
-	MOVQ accum+48(FP), AX
-	TESTQ AX, AX
+	TESTQ R13, R13
 	JZ store
 	VADDPS (DX), Y4, Y4
 	VADDPS 32(DX), Y5, Y5
@@ -2106,8 +2155,8 @@ reduce:
 	VADDPS 32(DX), Y13, Y13
 	VMOVUPS Y12, (DX)
 	VMOVUPS Y13, 32(DX)
-	VZEROUPPER
-	RET
+	ADDQ R8, DX
+	JMP next
 store:
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
@@ -2123,19 +2172,30 @@ store:
 	ADDQ R8, DX
 	VMOVUPS Y12, (DX)
 	VMOVUPS Y13, 32(DX)
+	ADDQ R8, DX
+next:
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ panel
 	VZEROUPPER
 	RET
 
-// func sgemmKernel6x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int)
-TEXT ·sgemmKernel6x16S(SB), NOSPLIT, $0-56
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
+// func sgemmKernel6x16S(k int, a *float32, b *float32, ldb int, c *float32, ldc int, accum int, np int)
+TEXT ·sgemmKernel6x16S(SB), NOSPLIT, $0-64
+	MOVQ b+16(FP), R10
 	MOVQ ldb+24(FP), R9
 	SHLQ $2, R9
-	MOVQ c+32(FP), DX
+	MOVQ c+32(FP), R11
 	MOVQ ldc+40(FP), R8
 	SHLQ $2, R8
+	MOVQ accum+48(FP), R13
+	MOVQ np+56(FP), R12
+panel:
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ R10, DI
+	MOVQ R11, DX
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 	VXORPS Y6, Y6, Y6
@@ -2268,8 +2328,7 @@ remloop:
 	DECQ CX
 	JNZ remloop
 reduce:
-	MOVQ accum+48(FP), AX
-	TESTQ AX, AX
+	TESTQ R13, R13
 	JZ store
 	VADDPS (DX), Y4, Y4
 	VADDPS 32(DX), Y5, Y5
@@ -2300,8 +2359,8 @@ reduce:
 	VADDPS 32(DX), Y15, Y15
 	VMOVUPS Y14, (DX)
 	VMOVUPS Y15, 32(DX)
-	VZEROUPPER
-	RET
+	ADDQ R8, DX
+	JMP next
 store:
 	VMOVUPS Y4, (DX)
 	VMOVUPS Y5, 32(DX)
@@ -2320,6 +2379,12 @@ store:
 	ADDQ R8, DX
 	VMOVUPS Y14, (DX)
 	VMOVUPS Y15, 32(DX)
+	ADDQ R8, DX
+next:
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R12
+	JNZ panel
 	VZEROUPPER
 	RET
 

@@ -34,24 +34,3 @@ func Axpy(alpha float32, x, y []float32) {
 	}
 	axpyGo(alpha, x, y)
 }
-
-// dot4 sets out[r] = Σ_{i<k} x[i]·w[r·ldw+i] for r < 4.
-func dot4(asm bool, k int, x, w []float32, ldw int, out *[4]float32) {
-	x = x[:k]
-	_ = w[3*ldw+k-1]
-	if asm && k >= 8 {
-		k8 := k &^ 7
-		dot4AVX2(k8, &x[0], &w[0], ldw, &out[0])
-		for i := k8; i < k; i++ {
-			xv := x[i]
-			out[0] += xv * w[i]
-			out[1] += xv * w[ldw+i]
-			out[2] += xv * w[2*ldw+i]
-			out[3] += xv * w[3*ldw+i]
-		}
-		return
-	}
-	for r := 0; r < 4; r++ {
-		out[r] = dotGo(x, w[r*ldw:r*ldw+k])
-	}
-}
