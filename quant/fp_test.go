@@ -269,3 +269,74 @@ func TestFPRandomNearestAndBound(t *testing.T) {
 		}
 	}
 }
+
+func TestFPMetadata(t *testing.T) {
+	cases := []struct {
+		f                *FPFormat
+		name             string
+		bits, e, m, bias int
+		minNormal        float32
+		nan, inf         uint8
+		hasNaN, hasInf   bool
+		format           Format
+	}{
+		{E4M3, "e4m3", 8, 4, 3, 7, 0x1p-6, 0x7F, 0, true, false, FormatFP8E4M3},
+		{E5M2, "e5m2", 8, 5, 2, 15, 0x1p-14, 0x7E, 0x7C, true, true, FormatFP8E5M2},
+		{E2M1, "e2m1", 4, 2, 1, 1, 1, 0, 0, false, false, FormatFP4E2M1},
+	}
+	for _, c := range cases {
+		f := c.f
+		nan, hasNaN := f.NaNCode()
+		inf, hasInf := f.InfCode()
+		if f.String() != c.name || f.Bits() != c.bits || f.ExpBits() != c.e || f.ManBits() != c.m || f.Bias() != c.bias ||
+			f.MinNormal() != c.minNormal || nan != c.nan || hasNaN != c.hasNaN || inf != c.inf || hasInf != c.hasInf ||
+			c.format.FP() != f {
+			t.Errorf("%s metadata wrong", c.name)
+		}
+	}
+	if FormatInt.FP() != nil {
+		t.Error("FormatInt.FP() must be nil")
+	}
+}
+
+// Scaled FP quantization x̂ = s·fp(x/s), s = absmax/fpmax, is within the
+// relative bound on random groups, and the helpers agree with Quantizer.
+func TestScaledFP(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, str := range []string{"fp8e4m3-tensor", "fp8e5m2-tensor", "fp4e2m1-tensor"} {
+		spec := MustParseSpec(str)
+		f := spec.FP()
+		for trial := 0; trial < 50; trial++ {
+			x := make([]float32, 32)
+			mag := math.Exp2(rng.Float64()*30 - 15)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64() * mag)
+			}
+			a := AbsMax(x)
+			s := FPParamsAbsMax(a, f, MinScale)
+			if s != a/f.Max() && math.Abs(float64(s)-float64(a)/float64(f.Max())) > eps32*float64(s) {
+				t.Fatalf("%s: scale %v for absmax %v", str, s, a)
+			}
+			q := spec.Quantizer(spec.ParamsAbsMax(a))
+			if q.Scale != s {
+				t.Fatalf("%s: ParamsAbsMax scale %v, FPParamsAbsMax %v", str, q.Scale, s)
+			}
+			fake := make([]float32, len(x))
+			q.FakeSlice(fake, x)
+			for i, v := range x {
+				c := QuantizeFP(v, s, f)
+				xh := DequantizeFP(c, s, f)
+				if int32(c) != q.Quantize(v) || xh != q.Fake(v) || fake[i] != xh {
+					t.Fatalf("%s: helpers disagree on %v", str, v)
+				}
+				if d := math.Abs(float64(v) - float64(xh)); d > bound(q, v) {
+					t.Fatalf("%s: |%v − %v| = %v > %v", str, v, xh, d, bound(q, v))
+				}
+			}
+		}
+		// all-zero group: positive scale, exact zeros
+		if s := FPParamsAbsMax(0, f, MinScale); s != MinScale || DequantizeFP(QuantizeFP(0, s, f), s, f) != 0 {
+			t.Errorf("%s: zero group scale %v", str, s)
+		}
+	}
+}

@@ -15,11 +15,12 @@ import (
 //
 //	byte i = code[2i] | code[2i+1] << 4
 //
-// i.e. the even index in the low nibble, the odd index in the high nibble —
-// the order of GPTQ/AutoGPTQ's and llama.cpp's Q4 packing along a row (within
-// a byte) and of the OCP MX FP4 layout, so a kernel reads element 2i with
-// b & 0xF and element 2i+1 with b >> 4. An odd count leaves the last high
-// nibble zero. Signed nibbles are two's complement in 4 bits ([−8, 7]) and
+// i.e. the even index in the low nibble, the odd index in the high nibble,
+// so a kernel reads element 2i with b & 0xF and element 2i+1 with b >> 4.
+// This is the order of GPTQ-style packing (element k at bits 4k of a
+// little-endian word) and of torch's float4_e2m1fn_x2 (first element in the
+// low bits); llama.cpp's Q4_0, which pairs element j with j+16, differs and
+// needs a shuffle on export. An odd count leaves the last high nibble zero. Signed nibbles are two's complement in 4 bits ([−8, 7]) and
 // are sign-extended on unpacking; smaller signed widths fit inside that.
 //
 // Length mismatches are programming errors and panic; out-of-range values
