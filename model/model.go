@@ -84,26 +84,12 @@ func (m *Model) Forward(st *State, tokens []int, opt Options) ([]float32, error)
 	if T == 0 {
 		return nil, fmt.Errorf("forward: no tokens")
 	}
-	if m.Pos != nil && st.Pos+T > m.MaxPos {
-		return nil, fmt.Errorf("forward: sequence of %d positions exceeds the model's %d learned positions", st.Pos+T, m.MaxPos)
-	}
 	H := m.Hidden
 	s := &st.s
 	s.ensure(m, T)
 	x := s.x[:T*H]
-	for t, id := range tokens {
-		if id < 0 || id >= m.Vocab {
-			return nil, fmt.Errorf("forward: token id %d out of range [0, %d)", id, m.Vocab)
-		}
-		copy(x[t*H:(t+1)*H], m.Embed[id*H:(id+1)*H])
-		if m.Pos != nil {
-			p := st.Pos + t + m.PosOffset
-			row := m.Pos[p*H : (p+1)*H]
-			xr := x[t*H : (t+1)*H]
-			for j := range xr {
-				xr[j] += row[j]
-			}
-		}
+	if err := m.embed(x, tokens, st.Pos); err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
 	}
 	if opt.Hidden != nil {
 		opt.Hidden(0, x)

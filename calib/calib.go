@@ -1,0 +1,229 @@
+// Package calib provides calibration data for post-training quantization
+// and captures what methods need to know about a layer's inputs.
+//
+// Quantization runs layer by layer, as GPTQ does: the calibration
+// sequences are embedded once, then for each decoder block the methods
+// look at the activations entering it (Collect), transform the block, and
+// the block's outputs — computed with the already-quantized block, so later
+// layers see and correct the error of earlier ones — become the next
+// block's inputs (Propagate). Only one block's activations are held at a
+// time: N sequences × L tokens × hidden floats.
+package calib
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"llmq/kernels"
+	"llmq/model"
+	"llmq/nn"
+)
+
+// Sample draws n windows of seqlen consecutive tokens from ids at random
+// offsets (GPTQ's recipe for WikiText-2 calibration). The same seed gives
+// the same windows.
+func Sample(ids []int, n, seqlen int, seed uint64) ([][]int, error) {
+	if n <= 0 || seqlen <= 0 {
+		return nil, fmt.Errorf("calibration needs a positive number of sequences and length, got %d × %d", n, seqlen)
+	}
+	if len(ids) <= seqlen {
+		return nil, fmt.Errorf("calibration text has %d tokens, fewer than one sequence of %d", len(ids), seqlen)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	out := make([][]int, n)
+	for i := range out {
+		start := rng.IntN(len(ids) - seqlen)
+		out[i] = ids[start : start+seqlen]
+	}
+	return out, nil
+}
+
+// Activations are the hidden states entering one block, one [T × Hidden]
+// slice per calibration sequence.
+type Activations struct {
+	X [][]float32
+	T int
+}
+
+// Embed computes the inputs of block 0.
+func Embed(m *model.Model, seqs [][]int) (*Activations, error) {
+	a := &Activations{}
+	for _, s := range seqs {
+		x, err := m.EmbedTokens(s)
+		if err != nil {
+			return nil, err
+		}
+		a.X = append(a.X, x)
+		a.T = len(s)
+	}
+	return a, nil
+}
+
+// Clone deep-copies the activations (to keep a block's FP inputs while the
+// quantized path moves on).
+func (a *Activations) Clone() *Activations {
+	c := &Activations{T: a.T, X: make([][]float32, len(a.X))}
+	for i, x := range a.X {
+		c.X[i] = append([]float32(nil), x...)
+	}
+	return c
+}
+
+// Propagate replaces a with the outputs of block l.
+func Propagate(r *model.BlockRunner, l int, a *Activations) {
+	for _, x := range a.X {
+		r.Run(l, x, a.T)
+	}
+}
+
+// Stats describe the input of a group of linears that read the same
+// activations (q/k/v, gate/up, …) over all calibration tokens.
+type Stats struct {
+	In     int
+	Tokens int
+	AbsMax []float32 // max |x_j| per input channel j
+	AbsSum []float64 // Σ |x_j| per channel (AWQ's activation magnitude = AbsSum/Tokens)
+	// Hessian is XᵀX summed over tokens (In × In, row-major), collected
+	// when Options.Hessian is set: GPTQ's H = 2XXᵀ up to the factor 2.
+	Hessian []float64
+	// Rows keeps up to Options.KeepRows input rows, spread over the
+	// sequences, for methods that search by re-running a layer.
+	Rows [][]float32
+}
+
+// Max is the largest |x| over all channels (for per-tensor static scales).
+func (s *Stats) Max() float32 {
+	var m float32
+	for _, v := range s.AbsMax {
+		m = max(m, v)
+	}
+	return m
+}
+
+// Options select the statistics to collect.
+type Options struct {
+	Hessian  bool
+	KeepRows int
+}
+
+// recorder is an nn.Linear that passes through after showing its input to
+// the statistics.
+type recorder struct {
+	nn.Linear
+	stats   *Stats
+	opt     Options
+	name    string
+	err     error
+	xt, h32 []float32
+}
+
+func (r *recorder) Forward(y, x []float32, rows int) {
+	if r.stats != nil && r.err == nil {
+		r.err = r.record(x[:rows*r.In()], rows)
+	}
+	r.Linear.Forward(y, x, rows)
+}
+
+func (r *recorder) record(x []float32, rows int) error {
+	s := r.stats
+	in := s.In
+	for t := 0; t < rows; t++ {
+		row := x[t*in : (t+1)*in]
+		for j, v := range row {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("calibration input of %s holds %v (token %d, channel %d)", r.name, v, s.Tokens+t, j)
+			}
+			a := float32(math.Abs(float64(v)))
+			if a > s.AbsMax[j] {
+				s.AbsMax[j] = a
+			}
+			s.AbsSum[j] += float64(a)
+		}
+	}
+	if r.opt.KeepRows > 0 && len(s.Rows) < r.opt.KeepRows {
+		// Evenly spaced rows of this sequence, so kept rows cover many sequences.
+		step := max(1, rows/max(1, min(rows, 16)))
+		for t := 0; t < rows && len(s.Rows) < r.opt.KeepRows; t += step {
+			s.Rows = append(s.Rows, append([]float32(nil), x[t*in:(t+1)*in]...))
+		}
+	}
+	if r.opt.Hessian {
+		// H += XᵀX: transpose X once, then one GEMM of Xᵀ with itself.
+		r.xt = grow(r.xt, in*rows)
+		for t := 0; t < rows; t++ {
+			for j := 0; j < in; j++ {
+				r.xt[j*rows+t] = x[t*in+j]
+			}
+		}
+		r.h32 = grow(r.h32, in*in)
+		kernels.Sgemm(true, in, in, rows, r.xt, rows, r.xt, rows, r.h32, in, false)
+		for i, v := range r.h32 {
+			s.Hessian[i] += float64(v)
+		}
+	}
+	s.Tokens += rows
+	return nil
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+// Collect runs block l over every calibration sequence (without changing a)
+// and returns the input statistics of each linear, keyed by role; roles
+// reading the same input share one *Stats. roles limits collection (nil:
+// all).
+func Collect(m *model.Model, r *model.BlockRunner, l int, a *Activations, roles []string, opt Options) (map[string]*Stats, error) {
+	b := m.Blocks[l]
+	want := map[string]bool{}
+	for _, role := range roles {
+		want[role] = true
+	}
+	stats := map[string]*Stats{}
+	var recs []*recorder
+	for _, group := range b.InputGroups() {
+		var shared *Stats
+		for _, role := range group {
+			slot := b.Linear(role)
+			if roles != nil && !want[role] {
+				continue
+			}
+			rec := &recorder{Linear: *slot, opt: opt, name: m.LinearName(l, role)}
+			if shared == nil { // the group's first linear records; the rest pass through
+				in := (*slot).In()
+				shared = &Stats{In: in, AbsMax: make([]float32, in), AbsSum: make([]float64, in)}
+				if opt.Hessian {
+					shared.Hessian = make([]float64, in*in)
+				}
+				rec.stats = shared
+			}
+			stats[role] = shared
+			recs = append(recs, rec)
+			*slot = rec
+		}
+	}
+	defer func() { // put the real layers back
+		for _, rec := range recs {
+			for _, nl := range b.Linears() {
+				if *nl.Linear == nn.Linear(rec) {
+					*nl.Linear = rec.Linear
+				}
+			}
+		}
+	}()
+	x := make([]float32, a.T*m.Hidden)
+	for _, seq := range a.X {
+		copy(x, seq)
+		r.Run(l, x, a.T)
+		for _, rec := range recs {
+			if rec.err != nil {
+				return nil, rec.err
+			}
+		}
+	}
+	return stats, nil
+}

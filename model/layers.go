@@ -1,0 +1,124 @@
+package model
+
+import (
+	"fmt"
+
+	"llmq/nn"
+)
+
+// This file is the view of a model that quantization works through:
+// running the embedding and single blocks on calibration data, and naming
+// each block's linear layers as the checkpoint does.
+
+// EmbedTokens returns the input of block 0 for one sequence starting at
+// position 0: token embeddings plus learned positions where the family has
+// them. Rotary families add positions inside attention instead.
+func (m *Model) EmbedTokens(tokens []int) ([]float32, error) {
+	x := make([]float32, len(tokens)*m.Hidden)
+	return x, m.embed(x, tokens, 0)
+}
+
+// embed writes the embeddings of tokens at positions pos0, pos0+1, … into x.
+func (m *Model) embed(x []float32, tokens []int, pos0 int) error {
+	H := m.Hidden
+	if m.Pos != nil && pos0+len(tokens) > m.MaxPos {
+		return fmt.Errorf("sequence of %d positions exceeds the model's %d learned positions", pos0+len(tokens), m.MaxPos)
+	}
+	for t, id := range tokens {
+		if id < 0 || id >= m.Vocab {
+			return fmt.Errorf("token id %d out of range [0, %d)", id, m.Vocab)
+		}
+		xr := x[t*H : (t+1)*H]
+		copy(xr, m.Embed[id*H:(id+1)*H])
+		if m.Pos != nil {
+			p := pos0 + t + m.PosOffset
+			for j, v := range m.Pos[p*H : (p+1)*H] {
+				xr[j] += v
+			}
+		}
+	}
+	return nil
+}
+
+// BlockRunner runs single blocks on whole sequences (positions 0…T−1, a
+// fresh KV cache per call), reusing its scratch memory between calls. It is
+// not safe for concurrent use.
+type BlockRunner struct {
+	m *Model
+	s scratch
+}
+
+// NewBlockRunner prepares to run m's blocks.
+func (m *Model) NewBlockRunner() *BlockRunner { return &BlockRunner{m: m} }
+
+// Run updates x [T × Hidden], the residual stream entering block l, into
+// the block's output.
+func (r *BlockRunner) Run(l int, x []float32, T int) {
+	m := r.m
+	r.s.ensure(m, T)
+	cache := nn.NewKVCache(m.KVHeads, m.HeadDim, T)
+	m.Blocks[l].Forward(x, T, cache, m.Rope, &r.s)
+}
+
+// Logits applies the final norm and the head to hidden states h [T × Hidden].
+func (m *Model) Logits(h []float32, T int) []float32 {
+	x := h
+	if m.Norm != nil {
+		x = make([]float32, len(h))
+		m.Norm.Forward(x, h, T)
+	}
+	logits := make([]float32, T*m.Vocab)
+	m.Head.Forward(logits, x, T)
+	return logits
+}
+
+// InputGroups lists the roles of a block's linears that read the same
+// input, in execution order: q/k/v read the first norm's output, gate/up
+// the second's. Methods that scale or quantize by input statistics
+// (SmoothQuant, AWQ, GPTQ) work group by group.
+func (b *Block) InputGroups() [][]string {
+	mlp := []string{"up"}
+	if b.Gate != nil {
+		mlp = []string{"gate", "up"}
+	}
+	return [][]string{{"q", "k", "v"}, {"o"}, mlp, {"down"}}
+}
+
+// Linear returns the slot of the linear with a role ("q", …, "down").
+func (b *Block) Linear(role string) *nn.Linear {
+	for _, l := range b.Linears() {
+		if l.Role == role {
+			return l.Linear
+		}
+	}
+	return nil
+}
+
+// linearSuffix names each role's module inside a block, per family, the
+// way the checkpoint does. Roles split out of fused projections are named
+// after the fused module with the part appended.
+var linearSuffix = map[string]map[string]string{
+	"llama": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+		"gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"},
+	"opt": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.out_proj",
+		"up": "fc1", "down": "fc2"},
+	"gpt2": {"q": "attn.c_attn.q", "k": "attn.c_attn.k", "v": "attn.c_attn.v", "o": "attn.c_proj",
+		"up": "mlp.c_fc", "down": "mlp.c_proj"},
+	"gpt_neox": {"q": "attention.query_key_value.q", "k": "attention.query_key_value.k", "v": "attention.query_key_value.v",
+		"o": "attention.dense", "up": "mlp.dense_h_to_4h", "down": "mlp.dense_4h_to_h"},
+}
+
+// LinearName is the module name of a block's linear, e.g.
+// "model.layers.3.self_attn.q_proj" — what recipes' targets and ignore
+// lists match against.
+func (m *Model) LinearName(l int, role string) string {
+	arch := m.Arch
+	switch arch {
+	case "mistral", "qwen2", "llama2c":
+		arch = "llama"
+	}
+	if s, ok := linearSuffix[arch][role]; ok {
+		return m.Blocks[l].Name + "." + s
+	}
+	return m.Blocks[l].Name + "." + role
+}

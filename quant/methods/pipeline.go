@@ -1,0 +1,54 @@
+package methods
+
+import (
+	"fmt"
+
+	"llmq/calib"
+	"llmq/model"
+)
+
+// Run applies the stages to every decoder block in order, then the
+// model-level parts of the stages that have them. Calibration sequences are
+// embedded once and carried from block to block through the blocks as they
+// are after quantization (so each block is calibrated on the inputs it will
+// really see); they are only computed when some stage needs them.
+// progress, if set, is called after each block.
+func Run(m *model.Model, calibration [][]int, stages []Method, progress func(done, total int)) error {
+	need := false
+	for _, s := range stages {
+		need = need || s.NeedsCalibration()
+	}
+	var acts *calib.Activations
+	if need {
+		if len(calibration) == 0 {
+			return fmt.Errorf("the recipe needs calibration data and none was given")
+		}
+		var err error
+		if acts, err = calib.Embed(m, calibration); err != nil {
+			return fmt.Errorf("calibration: %w", err)
+		}
+	}
+	runner := m.NewBlockRunner()
+	for i, b := range m.Blocks {
+		layer := &Layer{Model: m, Index: i, Block: b, Runner: runner, Inputs: acts}
+		for _, s := range stages {
+			if err := s.ApplyLayer(layer); err != nil {
+				return fmt.Errorf("%s: %w", s.Name(), err)
+			}
+		}
+		if acts != nil {
+			calib.Propagate(runner, i, acts)
+		}
+		if progress != nil {
+			progress(i+1, len(m.Blocks))
+		}
+	}
+	for _, s := range stages {
+		if mm, ok := s.(ModelMethod); ok {
+			if err := mm.ApplyModel(m); err != nil {
+				return fmt.Errorf("%s: %w", s.Name(), err)
+			}
+		}
+	}
+	return nil
+}
