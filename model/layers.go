@@ -94,23 +94,23 @@ func (b *Block) Linear(role string) *nn.Linear {
 	return nil
 }
 
-// linearSuffix names each role's module inside a block, per family, the
-// way the checkpoint does. Roles split out of fused projections are named
+// linearSuffix names each role's module inside a block (linears and the
+// two norms), per family, the way the checkpoint does. Roles split out of fused projections are named
 // after the fused module with the part appended.
 var linearSuffix = map[string]map[string]string{
-	"llama": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+	"llama": {"norm1": "input_layernorm", "norm2": "post_attention_layernorm", "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
 		"gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"},
-	"opt": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.out_proj",
+	"opt": {"norm1": "self_attn_layer_norm", "norm2": "final_layer_norm", "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.out_proj",
 		"up": "fc1", "down": "fc2"},
-	"gpt2": {"q": "attn.c_attn.q", "k": "attn.c_attn.k", "v": "attn.c_attn.v", "o": "attn.c_proj",
+	"gpt2": {"norm1": "ln_1", "norm2": "ln_2", "q": "attn.c_attn.q", "k": "attn.c_attn.k", "v": "attn.c_attn.v", "o": "attn.c_proj",
 		"up": "mlp.c_fc", "down": "mlp.c_proj"},
-	"gpt_neox": {"q": "attention.query_key_value.q", "k": "attention.query_key_value.k", "v": "attention.query_key_value.v",
+	"gpt_neox": {"norm1": "input_layernorm", "norm2": "post_attention_layernorm", "q": "attention.query_key_value.q", "k": "attention.query_key_value.k", "v": "attention.query_key_value.v",
 		"o": "attention.dense", "up": "mlp.dense_h_to_4h", "down": "mlp.dense_4h_to_h"},
 }
 
-// LinearName is the module name of a block's linear, e.g.
-// "model.layers.3.self_attn.q_proj" — what recipes' targets and ignore
-// lists match against.
+// LinearName is the module name of a block's linear or norm ("norm1",
+// "norm2"), e.g. "model.layers.3.self_attn.q_proj" — what recipes' targets
+// and ignore lists match against.
 func (m *Model) LinearName(l int, role string) string {
 	arch := m.Arch
 	switch arch {

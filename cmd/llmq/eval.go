@@ -9,12 +9,16 @@ import (
 
 	"llmq/eval"
 	"llmq/internal/progress"
+	"llmq/internal/sysinfo"
+	"llmq/model"
+	"llmq/tokenizer"
 )
 
 func init() {
-	var modelPath, data, tokPath *string
+	var modelPath, data, tokPath, recipeName *string
 	var seqlen, limit *int
 	var asJSON *bool
+	var cf *calibFlags
 	commands = append(commands, &command{
 		name:    "eval",
 		summary: "measure perplexity on a text file (WikiText-2 protocol)",
@@ -25,8 +29,14 @@ non-overlapping windows of --seqlen tokens (the remainder is dropped), and
 ppl = exp(mean negative log-likelihood of every token but each window's first).
 --limit N evaluates only the first N windows (a quick estimate).
 
+With --recipe, the model is quantized on the fly (nothing is saved) and
+compared with the unquantized model on the same windows: perplexity of both,
+mean KL divergence KL(P_fp ‖ P_quant) of the next-token distributions and
+top-1 agreement, as llama.cpp's --kl-divergence reports them.
+
 Example:
-  llmq eval --model ../shared/models/wiki-llama-25m --limit 20`,
+  llmq eval --model ../shared/models/wiki-llama-25m --limit 20
+  llmq eval --model ../shared/models/wiki-llama-25m --recipe smoothquant-w8a8 --limit 20`,
 		flags: func(fs *flag.FlagSet) {
 			modelPath = fs.String("model", "", "model folder (config.json + safetensors) or llama2.c .bin file")
 			data = fs.String("data", defaultData(), "text file to score (default: WikiText-2 test split from the shared folder)")
@@ -34,6 +44,8 @@ Example:
 			seqlen = fs.Int("seqlen", 512, "window length in tokens")
 			limit = fs.Int("limit", 0, "evaluate only the first N windows (0 = all)")
 			asJSON = fs.Bool("json", false, "print the result as JSON on stdout")
+			recipeName = fs.String("recipe", "", "quantize on the fly with this recipe (file or preset) and compare with the unquantized model")
+			cf = addCalibFlags(fs)
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -61,6 +73,9 @@ Example:
 			ids := encodeWithBOS(tok, m, string(text))
 			fmt.Fprintf(os.Stderr, "tokenized %s: %d tokens in %v\n", *data, len(ids), time.Since(start).Round(time.Millisecond))
 			total := len(eval.Windows(ids, *seqlen, *limit))
+			if *recipeName != "" {
+				return evalRecipe(m, tok, ids, *modelPath, *recipeName, cf, *seqlen, *limit, *asJSON, *data)
+			}
 			bar := progress.New("eval", total, "tok")
 			res, err := eval.Perplexity(m, ids, *seqlen, *limit, func(done, _ int) {
 				bar.Update(done, float64(done**seqlen))
@@ -80,4 +95,39 @@ Example:
 			return nil
 		},
 	})
+}
+
+// evalRecipe quantizes a second copy of the model on the fly and compares
+// it with the unquantized one.
+func evalRecipe(base *model.Model, tok tokenizer.Tokenizer, ids []int, modelPath, recipeName string, cf *calibFlags, seqlen, limit int, asJSON bool, data string) error {
+	q, err := model.Load(modelPath)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := applyRecipe(q, tok, recipeName, cf); err != nil {
+		return err
+	}
+	qtime := time.Since(start)
+	total := len(eval.Windows(ids, seqlen, limit))
+	bar := progress.New("eval", total, "tok")
+	c, err := eval.Compare(base, q, ids, seqlen, limit, func(done, _ int) {
+		bar.Update(done, float64(done*seqlen))
+	})
+	if err != nil {
+		return err
+	}
+	pb, pq := c.Base.Value(), c.Model.Value()
+	delta := 100 * (pq - pb) / pb
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{
+			"model": modelPath, "recipe": recipeName, "data": data, "seqlen": seqlen, "windows": c.Model.Windows,
+			"ppl_base": pb, "ppl": pq, "delta_pct": delta, "kl": c.KL(), "kl_max": c.KLMax, "top1": c.Top1(),
+			"quantize_seconds": qtime.Seconds(), "peak_rss_bytes": sysinfo.PeakRSS(),
+			"calib_samples": *cf.samples, "calib_seqlen": *cf.seqlen, "seed": *cf.seed,
+		})
+	}
+	fmt.Printf("ppl %.4f → %.4f (%+.2f%%)  KL %.5f (max %.3f)  top-1 %.2f%%  (%d windows × %d; quantized in %v; peak RSS %.0f MiB)\n",
+		pb, pq, delta, c.KL(), c.KLMax, 100*c.Top1(), c.Model.Windows, seqlen, qtime.Round(time.Millisecond), float64(sysinfo.PeakRSS())/(1<<20))
+	return nil
 }

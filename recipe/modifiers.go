@@ -1,0 +1,247 @@
+package recipe
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"llmq/model"
+	"llmq/quant/methods"
+)
+
+func init() {
+	modifiers["QuantizationModifier"] = buildQuantization
+	modifiers["SmoothQuantModifier"] = buildSmoothQuant
+}
+
+// quantFields are the settings every quantizing modifier shares.
+type quantFields struct {
+	Targets      stringList             `yaml:"targets"`
+	Ignore       []string               `yaml:"ignore"`
+	Scheme       yaml.Node              `yaml:"scheme"`
+	ConfigGroups map[string]ConfigGroup `yaml:"config_groups"`
+}
+
+// target is one resolved (layers, scheme) pair of a quantizing modifier.
+type target struct {
+	sel      *methods.Selector
+	scheme   methods.Scheme
+	actOrder bool
+}
+
+// resolve turns scheme / config_groups into targets. scheme is either a
+// preset name applied to targets, or a map from preset names to target
+// lists; config_groups spell the arguments out.
+func (q *quantFields) resolve() ([]target, error) {
+	var out []target
+	add := func(targets []string, g ConfigGroup) error {
+		sc, ao, err := g.scheme()
+		if err != nil {
+			return err
+		}
+		sel, err := methods.NewSelector(targets, q.Ignore)
+		if err != nil {
+			return err
+		}
+		out = append(out, target{sel, sc, ao})
+		return nil
+	}
+	hasScheme := q.Scheme.Kind != 0
+	if hasScheme == (len(q.ConfigGroups) > 0) {
+		return nil, fmt.Errorf("give exactly one of scheme and config_groups")
+	}
+	if len(q.ConfigGroups) > 0 {
+		names := make([]string, 0, len(q.ConfigGroups))
+		for n := range q.ConfigGroups {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			g := q.ConfigGroups[n]
+			targets := g.Targets
+			if len(targets) == 0 {
+				targets = q.Targets
+			}
+			if err := add(targets, g); err != nil {
+				return nil, fmt.Errorf("config_groups.%s: %w", n, err)
+			}
+		}
+		return out, nil
+	}
+	switch q.Scheme.Kind {
+	case yaml.ScalarNode:
+		g, ok := presetSchemes[strings.ToUpper(q.Scheme.Value)]
+		if !ok {
+			return nil, fmt.Errorf("unknown scheme %q (known: %s)", q.Scheme.Value, strings.Join(PresetSchemes(), ", "))
+		}
+		return out, add(q.Targets, g)
+	case yaml.MappingNode:
+		var m map[string]stringList
+		if err := q.Scheme.Decode(&m); err != nil {
+			return nil, fmt.Errorf("scheme: %w", err)
+		}
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			g, ok := presetSchemes[strings.ToUpper(n)]
+			if !ok {
+				return nil, fmt.Errorf("unknown scheme %q (known: %s)", n, strings.Join(PresetSchemes(), ", "))
+			}
+			if err := add(m[n], g); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("scheme must be a preset name or a map of preset names to targets")
+}
+
+// QuantizationModifier: round-to-nearest quantization (no weight
+// calibration) with the given schemes.
+func buildQuantization(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f quantFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	targets, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		for _, t := range targets {
+			if t.actOrder {
+				return nil, fmt.Errorf("actorder needs GPTQModifier")
+			}
+			prev = append(prev, &methods.RTN{Scheme: t.scheme, Select: t.sel})
+		}
+		return prev, nil
+	}, nil
+}
+
+// smoothQuantFields are SmoothQuantModifier's settings. smoothing_strength
+// may be "search" (an llmq extension) to pick α per block on calibration
+// loss, scored with search_scheme (default W8A8_O2: per-tensor dynamic
+// activations, the level smoothing matters most for).
+type smoothQuantFields struct {
+	SmoothingStrength yaml.Node `yaml:"smoothing_strength"`
+	Mappings          [][]any   `yaml:"mappings"`
+	Ignore            []string  `yaml:"ignore"`
+	NumCalibSteps     *int      `yaml:"num_calibration_steps"`
+	SearchScheme      string    `yaml:"search_scheme"`
+}
+
+func buildSmoothQuant(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f smoothQuantFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	sq := &methods.SmoothQuant{Alpha: 0.5}
+	switch {
+	case f.SmoothingStrength.Kind == 0:
+	case f.SmoothingStrength.Value == "search" || f.SmoothingStrength.Value == "auto":
+		sq.Search = true
+	default:
+		if err := f.SmoothingStrength.Decode(&sq.Alpha); err != nil || sq.Alpha < 0 || sq.Alpha > 1 {
+			return nil, fmt.Errorf("smoothing_strength must be a number in [0, 1] or \"search\"")
+		}
+	}
+	if f.NumCalibSteps != nil {
+		return nil, fmt.Errorf("num_calibration_steps is not supported: calibration size is set with --calib-samples")
+	}
+	if len(f.Ignore) > 0 {
+		return nil, fmt.Errorf("ignore is not supported for SmoothQuantModifier; list the mappings to smooth instead")
+	}
+	schemeName := f.SearchScheme
+	if schemeName == "" {
+		schemeName = "W8A8_O2"
+	}
+	sc, err := SchemeByName(schemeName)
+	if err != nil {
+		return nil, fmt.Errorf("search_scheme: %w", err)
+	}
+	sq.SearchScheme = sc
+	type rawMapping struct {
+		balance []string
+		smooth  string
+	}
+	var raws []rawMapping
+	for i, mp := range f.Mappings {
+		if len(mp) != 2 {
+			return nil, fmt.Errorf("mappings[%d]: want [[balance layers…], smooth layer]", i)
+		}
+		var rm rawMapping
+		bal, ok := mp[0].([]any)
+		if !ok {
+			return nil, fmt.Errorf("mappings[%d]: the first entry must list the balance layers", i)
+		}
+		for _, b := range bal {
+			s, ok := b.(string)
+			if !ok {
+				return nil, fmt.Errorf("mappings[%d]: layer patterns must be strings", i)
+			}
+			rm.balance = append(rm.balance, s)
+		}
+		if rm.smooth, ok = mp[1].(string); !ok {
+			return nil, fmt.Errorf("mappings[%d]: the second entry must be the smooth layer pattern", i)
+		}
+		for _, p := range append(append([]string(nil), rm.balance...), rm.smooth) {
+			if rest, ok := strings.CutPrefix(p, "re:"); ok {
+				if _, err := regexp.Compile(rest); err != nil {
+					return nil, fmt.Errorf("mappings[%d]: pattern %q: %w", i, p, err)
+				}
+			}
+		}
+		raws = append(raws, rm)
+	}
+	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		if len(raws) > 0 {
+			for _, rm := range raws {
+				mp, err := resolveMapping(m, rm.balance, rm.smooth)
+				if err != nil {
+					return nil, err
+				}
+				sq.Mappings = append(sq.Mappings, mp)
+			}
+		}
+		return append(prev, sq), nil
+	}, nil
+}
+
+// resolveMapping finds the roles of block 0 that a name-pattern mapping
+// designates (every block has the same roles).
+func resolveMapping(m *model.Model, balance []string, smooth string) (methods.Mapping, error) {
+	var mp methods.Mapping
+	roles := []string{"norm1", "norm2", "q", "k", "v", "o", "gate", "up", "down"}
+	match := func(pattern string, candidates []string) []string {
+		sel, _ := methods.NewSelector([]string{pattern}, nil)
+		var hits []string
+		for _, r := range candidates {
+			if r == "gate" && m.Blocks[0].Gate == nil {
+				continue
+			}
+			if sel.Selected(m.LinearName(0, r)) {
+				hits = append(hits, r)
+			}
+		}
+		return hits
+	}
+	sm := match(smooth, roles)
+	if len(sm) != 1 {
+		return mp, fmt.Errorf("smooth layer pattern %q matches %d modules of %s (want exactly 1)", smooth, len(sm), m.Blocks[0].Name)
+	}
+	mp.Smooth = sm[0]
+	for _, p := range balance {
+		hits := match(p, roles[2:])
+		if len(hits) == 0 {
+			return mp, fmt.Errorf("balance layer pattern %q matches no linear of %s", p, m.Blocks[0].Name)
+		}
+		mp.Balance = append(mp.Balance, hits...)
+	}
+	return mp, nil
+}
