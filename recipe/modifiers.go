@@ -245,3 +245,99 @@ func resolveMapping(m *model.Model, balance []string, smooth string) (methods.Ma
 	}
 	return mp, nil
 }
+
+func init() {
+	modifiers["GPTQModifier"] = buildGPTQ
+	modifiers["LoRCModifier"] = buildLoRC
+}
+
+// gptqFields are GPTQModifier's settings (llm-compressor's names).
+type gptqFields struct {
+	quantFields      `yaml:",inline"`
+	DampeningFrac    *float64 `yaml:"dampening_frac"`
+	BlockSize        int      `yaml:"block_size"`
+	ActOrder         any      `yaml:"actorder"`
+	SequentialUpdate *bool    `yaml:"sequential_update"`
+	TrueSequential   *bool    `yaml:"true_sequential"`
+	OffloadHessians  *bool    `yaml:"offload_hessians"` // accepted; Hessians live in RAM one block at a time anyway
+}
+
+func buildGPTQ(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f gptqFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	targets, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if f.DampeningFrac != nil && (*f.DampeningFrac < 0 || *f.DampeningFrac > 1) {
+		return nil, fmt.Errorf("dampening_frac %v must be in [0, 1]", *f.DampeningFrac)
+	}
+	if f.BlockSize < 0 {
+		return nil, fmt.Errorf("block_size %d must be positive", f.BlockSize)
+	}
+	topAO, err := (&QuantArgs{ActOrder: f.ActOrder}).actOrder()
+	if err != nil {
+		return nil, err
+	}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		for _, t := range targets {
+			g := methods.NewGPTQ(t.scheme, t.sel)
+			if f.DampeningFrac != nil {
+				g.DampFrac = *f.DampeningFrac
+			}
+			if f.BlockSize > 0 {
+				g.BlockSize = f.BlockSize
+			}
+			g.ActOrder = t.actOrder || topAO
+			for _, b := range []*bool{f.SequentialUpdate, f.TrueSequential} {
+				if b != nil {
+					g.TrueSequential = *b
+				}
+			}
+			prev = append(prev, g)
+		}
+		return prev, nil
+	}, nil
+}
+
+// LoRCModifier (llmq): ZeroQuant-V2's low-rank compensation of the
+// quantization error of the modifier before it, which it wraps.
+type lorcFields struct {
+	Rank int `yaml:"rank"`
+	Bits int `yaml:"bits"`
+}
+
+func buildLoRC(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f lorcFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	if f.Rank <= 0 {
+		return nil, fmt.Errorf("rank must be positive")
+	}
+	if f.Bits != 0 && (f.Bits < 2 || f.Bits > 8) {
+		return nil, fmt.Errorf("bits must be 0 (FP32 factors) or 2…8")
+	}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		wrapped := 0
+		for i := len(prev) - 1; i >= 0 && isQuantizer(prev[i]); i-- {
+			prev[i] = &methods.LoRC{Rank: f.Rank, Bits: f.Bits, Base: prev[i]}
+			wrapped++
+		}
+		if wrapped == 0 {
+			return nil, fmt.Errorf("LoRCModifier must follow a quantizing modifier (QuantizationModifier, GPTQModifier, AWQModifier)")
+		}
+		return prev, nil
+	}, nil
+}
+
+// isQuantizer reports whether a method replaces linears by quantized ones.
+func isQuantizer(m methods.Method) bool {
+	switch m.(type) {
+	case *methods.RTN, *methods.GPTQ, *methods.AWQ:
+		return true
+	}
+	return false
+}

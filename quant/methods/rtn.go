@@ -42,7 +42,17 @@ func (r *RTN) quantize(l *Layer, roles []string, stats map[string]*calib.Stats) 
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Name(role), err)
 		}
-		q, err := quant.QuantizeLinear(d.W, d.B, d.Out(), d.In(), r.Scheme.Weights, act)
+		spec := r.Scheme.Weights
+		params, err := quant.ComputeParams(d.W, d.Out(), d.In(), spec)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.Name(role), err)
+		}
+		refinePow2(d.W, d.Out(), d.In(), spec, params)
+		qt, err := quant.QuantizeWithParams(d.W, d.Out(), d.In(), spec, params)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.Name(role), err)
+		}
+		q, err := quant.NewQuantLinear(qt, d.B, act)
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Name(role), err)
 		}

@@ -1,0 +1,478 @@
+package methods
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+
+	"llmq/calib"
+	"llmq/kernels"
+	"llmq/quant"
+)
+
+// GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for
+// Generative Pre-trained Transformers").
+//
+// For a linear layer with weight W [out×in] and calibration inputs
+// X [N×in], GPTQ minimizes the layer's output error
+//
+//	‖X·Wᵀ − X·Ŵᵀ‖²_F = Σ_rows (w − ŵ)ᵀ·H·(w − ŵ),   H = XᵀX
+//
+// (the paper writes H = 2XXᵀ with X [in×N]; constant factors cancel below
+// and are dropped). The objective splits over the rows of W, which share H,
+// and GPTQ solves it greedily column by column, in the style of Optimal
+// Brain Quantization: quantize column j of every row, then move the
+// rounding error onto the not-yet-quantized columns F, where it can still be
+// compensated. The optimal update for quantizing coordinate j is
+//
+//	δ_F = −(w_j − q_j)/[H_F⁻¹]_jj · (H_F⁻¹)_{:,j}
+//
+// with H_F⁻¹ the inverse Hessian restricted to the remaining columns.
+// Removing column j from H_F⁻¹ is one step of Gaussian elimination, so the
+// rows [H_F⁻¹]_{j,j:} needed over the whole pass are exactly the rows of the
+// upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), scaled by U_jj. Writing
+//
+//	err_j = (w_j − q_j)/U_jj,   W_{:, j+1:} −= err_j · U_{j, j+1:}
+//
+// is the paper's Algorithm 1: one Cholesky factorization replaces the
+// per-column inverse updates. Σ err_j² over rows and columns is the output
+// error the layer is left with (Loss).
+//
+// Lazy batch updates: the update of column j touches every later column,
+// a memory-bound rank-1 update. GPTQ applies it immediately only inside a
+// block of BlockSize columns, collects the block's errors E [out×B], and
+// updates everything to the right with one GEMM, W_{:, i2:} −= E·U_{i1:i2,
+// i2:} (kernels.Sgemm) — the same arithmetic, reordered. This
+// implementation keeps W transposed ([in×out], one column of W per row) so
+// each in-block update is a contiguous AXPY, and splits the rows of W over
+// goroutines (they are independent given U).
+//
+// Numerical care, as in the reference implementation:
+//
+//   - Dead inputs (H_jj = 0: the channel is zero on every calibration token)
+//     carry no information; W[:, j] is set to 0 and H_jj to a positive value
+//     so H stays invertible. (The reference sets H_jj = 1; we use the mean
+//     of the live diagonal, which is scale-consistent: with H = 1 for dead
+//     columns the damping below would depend on the activation scale.)
+//   - Dampening: λ = DampFrac·mean(diag H) is added to the diagonal (1% by
+//     default). It bounds the condition number of H, which the tokens of a
+//     small calibration set leave rank-deficient or nearly so. If the
+//     Cholesky factorization still fails, λ is multiplied by 10 and the
+//     factorization retried (up to 3 times) before giving up with an error
+//     naming the layer.
+//   - NaN or Inf in the weights or the Hessian is an error, never a NaN
+//     layer.
+//
+// Quantization parameters follow the Scheme's weight spec through the quant
+// package's own rules (Spec.ParamsMinMax, ComputeParams, ConstrainRow), so
+// symmetric/asymmetric, full-range, FP formats, FP16 scales and the
+// ZeroQuant-FP scale constraints all behave as in RTN:
+//
+//   - per-channel/per-tensor: parameters from the (dead-zeroed) original
+//     W, before any update, as the reference's find_params(W);
+//   - per-group, "dynamic" (the reference's default): the parameters of a
+//     group are computed from the current, already error-updated values of
+//     its columns when its first column is reached. To make "current" exact
+//     the block size is rounded to a multiple of the group size, so a group
+//     never straddles a lazy update (the reference reads the group's columns
+//     from W, which misses the updates of the group's own block);
+//   - per-group, static (StaticGroups, and always with ActOrder or the
+//     row-level pow2ratio constraint): every group's parameters come from
+//     the original W before the loop, as AutoGPTQ's static_groups=True.
+//
+// Act-order (desc_act): columns are processed by decreasing H_jj, so the
+// inputs with the most energy are quantized first, while many columns remain
+// to absorb their error (a heuristic of the reference implementation, for
+// layers dominated by a few input channels). The permutation is undone at
+// the end. With groups, GPTQ's reference then groups columns in *permuted*
+// order and records a g_idx mapping; here groups stay contiguous in the
+// original order and their parameters are static (computed before the
+// loop), so the resulting QTensor is a standard group-quantized weight that
+// exports and dequantizes like any other.
+//
+// The final layer is built with quant.QuantizeWithParams from the
+// dequantized values the loop chose, which reproduces exactly the loop's
+// codes (checked), and quant.NewQuantLinear with the scheme's activation
+// quantization (static ranges from the same calibration pass).
+//
+// TrueSequential (AutoGPTQ's true_sequential): the block's input groups are
+// quantized in execution order — q/k/v, then o, then gate/up, then down —
+// and the Hessians of each group are collected after the previous groups
+// were quantized, so each linear compensates the error of its quantized
+// predecessors in the block. Linears reading the same input (q/k/v,
+// gate/up) share one Hessian and one factorization. Without it, all
+// Hessians come from one pass through the FP block.
+type GPTQ struct {
+	Scheme Scheme
+	Select *Selector
+	// DampFrac is the dampening λ as a fraction of mean(diag H) (0: 0.01).
+	DampFrac float64
+	// BlockSize is the number of columns per lazy batch update (0: 128).
+	BlockSize int
+	// ActOrder processes columns by decreasing H_jj (desc_act).
+	ActOrder bool
+	// StaticGroups computes group parameters from the original weights
+	// before the loop (implied by ActOrder).
+	StaticGroups bool
+	// TrueSequential quantizes the block's input groups in order,
+	// re-collecting Hessians after each (NewGPTQ sets it).
+	TrueSequential bool
+	// Loss records, per quantized linear, Σ err² over the weight. It equals
+	// Σ_rows (w−ŵ)ᵀ·(H/N + λI)·(w−ŵ): the squared output error per
+	// calibration token (summed over output channels) that GPTQ left, plus
+	// the dampening term (for reports).
+	Loss map[string]float64
+}
+
+// NewGPTQ returns GPTQ with the reference defaults: 1% dampening, blocks of
+// 128 columns, no act-order, true-sequential.
+func NewGPTQ(scheme Scheme, sel *Selector) *GPTQ {
+	return &GPTQ{Scheme: scheme, Select: sel, DampFrac: 0.01, BlockSize: 128, TrueSequential: true}
+}
+
+func (g *GPTQ) Name() string           { return "gptq" }
+func (g *GPTQ) NeedsCalibration() bool { return true }
+
+func (g *GPTQ) ApplyLayer(l *Layer) error {
+	roles := g.Select.Roles(l)
+	if len(roles) == 0 {
+		return nil
+	}
+	selected := map[string]bool{}
+	for _, r := range roles {
+		selected[r] = true
+	}
+	var groups [][]string // selected roles by input group, execution order
+	for _, grp := range l.Block.InputGroups() {
+		var gr []string
+		for _, r := range grp {
+			if selected[r] {
+				gr = append(gr, r)
+			}
+		}
+		if len(gr) > 0 {
+			groups = append(groups, gr)
+		}
+	}
+	opt := calib.Options{Hessian: true}
+	if !g.TrueSequential {
+		stats, err := l.Collect(roles, opt)
+		if err != nil {
+			return err
+		}
+		for _, gr := range groups {
+			if err := g.quantizeGroup(l, gr, stats); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, gr := range groups {
+		stats, err := l.Collect(gr, opt)
+		if err != nil {
+			return err
+		}
+		if err := g.quantizeGroup(l, gr, stats); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quantizeGroup quantizes linears of one input group (sharing one Hessian).
+func (g *GPTQ) quantizeGroup(l *Layer, roles []string, stats map[string]*calib.Stats) error {
+	cfg := g.config()
+	prepared := map[*calib.Stats]*gptqHessian{}
+	for _, role := range roles {
+		d, err := dense(l, role)
+		if err != nil {
+			return err
+		}
+		name := l.Name(role)
+		st := stats[role]
+		if st == nil || st.Hessian == nil {
+			return fmt.Errorf("%s: no Hessian was collected", name)
+		}
+		if err := g.Scheme.Weights.Validate(d.Out(), d.In()); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		hs := prepared[st]
+		if hs == nil {
+			if hs, err = prepareHessian(st.Hessian, st.In, st.Tokens, cfg.damp, g.ActOrder); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			prepared[st] = hs
+		}
+		res, err := gptqQuantize(d.W, d.Out(), d.In(), hs, g.Scheme.Weights, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		act, err := g.Scheme.ActQuant(st)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		q, err := quant.NewQuantLinear(res.qt, d.B, act)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		*l.Block.Linear(role) = q
+		if g.Loss == nil {
+			g.Loss = map[string]float64{}
+		}
+		g.Loss[name] = res.loss
+	}
+	return nil
+}
+
+// gptqConfig are the loop's options with defaults applied.
+type gptqConfig struct {
+	damp         float64
+	blockSize    int
+	staticGroups bool
+}
+
+func (g *GPTQ) config() gptqConfig {
+	c := gptqConfig{damp: g.DampFrac, blockSize: g.BlockSize, staticGroups: g.StaticGroups || g.ActOrder}
+	if c.damp <= 0 || math.IsNaN(c.damp) {
+		c.damp = 0.01
+	}
+	if c.blockSize <= 0 {
+		c.blockSize = 128
+	}
+	return c
+}
+
+// gptqHessian is what the loop needs from a (shared) Hessian: the upper
+// Cholesky factor of the damped inverse, in processing order.
+type gptqHessian struct {
+	n    int
+	perm []int  // processing position → original column (identity without act-order)
+	dead []bool // original columns with H_jj = 0
+	u    []float64
+	// negUt is −Uᵀ as float32 ([n×n], negUt[k·n+j] = −U_jk): the A operand
+	// of the lazy-batch GEMM, read in place with lda = n.
+	negUt []float32
+	damp  float64 // the λ that was used
+}
+
+// maxDampRetries bounds how often dampening is multiplied by 10 after a
+// failed factorization.
+const maxDampRetries = 3
+
+// prepareHessian turns Σ XᵀX over tokens into GPTQ's factor: normalize by
+// the token count (keeps values O(activation²)), fix dead columns, damp,
+// permute for act-order, and factor H⁻¹ = UᵀU, retrying with 10× the
+// dampening if H is numerically indefinite.
+func prepareHessian(hsum []float64, n, tokens int, dampFrac float64, actOrder bool) (*gptqHessian, error) {
+	if len(hsum) != n*n || n < 1 {
+		return nil, fmt.Errorf("Hessian has %d values for %d inputs", len(hsum), n)
+	}
+	if tokens < 1 {
+		return nil, errors.New("Hessian from no calibration tokens")
+	}
+	inv := 1 / float64(tokens)
+	h := make([]float64, n*n)
+	for i, v := range hsum {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("Hessian element (%d, %d) is %v", i/n, i%n, v)
+		}
+		h[i] = v * inv
+	}
+	hs := &gptqHessian{n: n, dead: make([]bool, n)}
+	var live float64
+	nlive := 0
+	for j := 0; j < n; j++ {
+		if h[j*n+j] == 0 {
+			hs.dead[j] = true
+		} else {
+			live += h[j*n+j]
+			nlive++
+		}
+	}
+	fill := 1.0
+	if nlive > 0 {
+		fill = live / float64(nlive)
+	}
+	for j := 0; j < n; j++ {
+		if hs.dead[j] {
+			h[j*n+j] = fill
+		}
+	}
+	hs.perm = make([]int, n)
+	for j := range hs.perm {
+		hs.perm[j] = j
+	}
+	if actOrder {
+		slices.SortStableFunc(hs.perm, func(a, b int) int {
+			da, db := h[a*n+a], h[b*n+b]
+			switch {
+			case da > db:
+				return -1
+			case da < db:
+				return 1
+			}
+			return 0
+		})
+		hp := make([]float64, n*n)
+		for i, pi := range hs.perm {
+			for j, pj := range hs.perm {
+				hp[i*n+j] = h[pi*n+pj]
+			}
+		}
+		h = hp
+	}
+	var mean float64
+	for j := 0; j < n; j++ {
+		mean += h[j*n+j]
+	}
+	mean /= float64(n)
+	damp := dampFrac * mean
+	hd := make([]float64, n*n)
+	for try := 0; ; try++ {
+		copy(hd, h)
+		for j := 0; j < n; j++ {
+			hd[j*n+j] += damp
+		}
+		u, err := upperCholOfInverse(hd, n)
+		if err == nil {
+			hs.u, hs.damp = u, damp
+			break
+		}
+		if !errors.Is(err, errNotPD) || try == maxDampRetries {
+			return nil, fmt.Errorf("Hessian not positive definite even with dampening %g (%g × mean diagonal): %w",
+				damp, damp/mean, err)
+		}
+		damp *= 10
+	}
+	hs.negUt = make([]float32, n*n)
+	for j := 0; j < n; j++ {
+		for k := j + 1; k < n; k++ {
+			hs.negUt[k*n+j] = -float32(hs.u[j*n+k])
+		}
+	}
+	return hs, nil
+}
+
+// gptqResult is one quantized weight.
+type gptqResult struct {
+	qt    *quant.QTensor
+	codes []int32 // the codes the loop chose, row-major [rows×cols], original order
+	loss  float64 // Σ err² (see GPTQ.Loss)
+}
+
+// gptqQuantize runs GPTQ's column loop on w [rows×cols] (not modified) and
+// returns the quantized tensor. spec must be valid for the shape.
+func gptqQuantize(w []float32, rows, cols int, hs *gptqHessian, spec quant.Spec, cfg gptqConfig) (*gptqResult, error) {
+	if hs.n != cols || len(w) != rows*cols {
+		return nil, fmt.Errorf("%w: weight %d×%d (%d values), Hessian of %d inputs", quant.ErrShape, rows, cols, len(w), hs.n)
+	}
+	for i, v := range w {
+		if v-v != 0 {
+			return nil, fmt.Errorf("%w: weight[%d, %d] = %v", quant.ErrNonFinite, i/cols, i%cols, v)
+		}
+	}
+	perm, u := hs.perm, hs.u
+	// W with dead columns zeroed, original order (parameters), and
+	// transposed in processing order (the loop's working copy).
+	w0 := append([]float32(nil), w...)
+	for r := 0; r < rows; r++ {
+		for j, d := range hs.dead {
+			if d {
+				w0[r*cols+j] = 0
+			}
+		}
+	}
+	wt := make([]float32, cols*rows)
+	for p, j := range perm {
+		row := wt[p*rows : (p+1)*rows]
+		for r := range row {
+			row[r] = w0[r*cols+j]
+		}
+	}
+	grouped := spec.Granularity == quant.PerGroup
+	dynamic := grouped && !cfg.staticGroups && spec.Scale != quant.ScalePow2Ratio
+	bs := cfg.blockSize
+	var params []quant.Params
+	if dynamic {
+		// Identity permutation here (act-order implies static groups).
+		gs := spec.GroupSize
+		bs = max(1, (bs+gs/2)/gs) * gs
+		params = make([]quant.Params, spec.NumParams(rows, cols))
+	} else {
+		var err error
+		if params, err = quant.ComputeParams(w0, rows, cols, spec); err != nil {
+			return nil, err
+		}
+	}
+	_, pc := spec.ParamShape(rows, cols)
+	wq := make([]float32, rows*cols) // quantized values, original order
+	codes := make([]int32, rows*cols)
+	errT := make([]float32, bs*rows) // block errors, [column in block × rows]
+	var (
+		mu   sync.Mutex
+		loss float64
+	)
+	for i1 := 0; i1 < cols; i1 += bs {
+		i2 := min(i1+bs, cols)
+		kernels.ParallelFor(rows, func(r0, r1 int) {
+			q := spec.Quantizer(quant.Params{})
+			var part float64
+			for p := i1; p < i2; p++ {
+				j := perm[p]
+				col := wt[p*rows+r0 : p*rows+r1]
+				if dynamic && j%spec.GroupSize == 0 {
+					g := j / spec.GroupSize
+					for r := r0; r < r1; r++ {
+						lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+						for c := p; c < p+spec.GroupSize; c++ {
+							v := wt[c*rows+r]
+							lo, hi = min(lo, v), max(hi, v)
+						}
+						params[r*pc+g] = spec.ParamsMinMax(lo, hi)
+					}
+				}
+				inv := 1 / u[p*cols+p]
+				e := errT[(p-i1)*rows+r0 : (p-i1)*rows+r1]
+				for i, x := range col {
+					r := r0 + i
+					pr := params[spec.ParamIndex(r, j, cols)]
+					q.Scale, q.Zero = pr.Scale, pr.Zero
+					c := q.Quantize(x)
+					v := q.Dequantize(c)
+					codes[r*cols+j] = c
+					wq[r*cols+j] = v
+					ev := float64(x-v) * inv
+					e[i] = float32(ev)
+					part += ev * ev
+				}
+				for k := p + 1; k < i2; k++ {
+					kernels.Axpy(-float32(u[p*cols+k]), e, wt[k*rows+r0:k*rows+r1])
+				}
+			}
+			mu.Lock()
+			loss += part
+			mu.Unlock()
+		})
+		if i2 < cols {
+			// W[:, i2:] −= E·U[i1:i2, i2:], transposed:
+			// Wt[i2:, :] += (−U[i1:i2, i2:])ᵀ · Errᵀ.
+			kernels.Sgemm(false, cols-i2, rows, i2-i1, hs.negUt[i2*cols+i1:], cols, errT, rows, wt[i2*rows:], rows, true)
+		}
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return nil, fmt.Errorf("%w: GPTQ's error propagation diverged (loss %v)", quant.ErrNonFinite, loss)
+	}
+	qt, err := quant.QuantizeWithParams(wq, rows, cols, spec, params)
+	if err != nil {
+		return nil, err
+	}
+	got := qt.Codes()
+	for i, c := range codes {
+		if got[i] != c {
+			return nil, fmt.Errorf("internal error: element (%d, %d) requantizes to code %d, the loop chose %d", i/cols, i%cols, got[i], c)
+		}
+	}
+	return &gptqResult{qt: qt, codes: codes, loss: loss}, nil
+}
