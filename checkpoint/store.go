@@ -145,3 +145,25 @@ func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
 }
+
+// Metadata merges the __metadata__ of every shard (later shards win on
+// conflicting keys, in shard-name order).
+func (s *Store) Metadata() map[string]string {
+	out := map[string]string{}
+	for _, f := range s.files {
+		for k, v := range f.Metadata {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Raw returns a tensor's stored bytes without conversion (a view into the
+// mapping, valid until Close).
+func (s *Store) Raw(name string) ([]byte, TensorInfo, error) {
+	f, ok := s.byName[name]
+	if !ok {
+		return nil, TensorInfo{}, fmt.Errorf("%s: tensor %q not found in the checkpoint", s.Dir, name)
+	}
+	return f.Raw(name)
+}

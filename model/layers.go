@@ -122,3 +122,29 @@ func (m *Model) LinearName(l int, role string) string {
 	}
 	return m.Blocks[l].Name + "." + role
 }
+
+// OuterNames are the checkpoint names of a family's tensors outside the
+// blocks. Families whose checkpoints store blocks in another layout
+// (GPT-2's transposed Conv1D, GPT-NeoX's fused per-head qkv) have none:
+// writers cannot reproduce their files from a Model.
+type OuterNames struct {
+	Embed, Pos, Norm, Head string // Norm is the final norm's module name
+}
+
+var outerNames = map[string]OuterNames{
+	"llama": {Embed: "model.embed_tokens.weight", Norm: "model.norm", Head: "lm_head"},
+	"opt":   {Embed: "model.decoder.embed_tokens.weight", Pos: "model.decoder.embed_positions.weight", Norm: "model.decoder.final_layer_norm", Head: "lm_head"},
+}
+
+// TensorNames returns the names of m's non-block tensors in its family's
+// checkpoint layout, or false if the family's layout cannot be written
+// back from a Model.
+func (m *Model) TensorNames() (OuterNames, bool) {
+	arch := m.Arch
+	switch arch {
+	case "mistral", "qwen2", "llama2c":
+		arch = "llama"
+	}
+	n, ok := outerNames[arch]
+	return n, ok
+}

@@ -62,8 +62,7 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	fam, ok := families[cfg.ModelType]
-	if !ok {
+	if _, ok := families[cfg.ModelType]; !ok {
 		return nil, fmt.Errorf("%s: unknown architecture model_type %q (supported: %s)", cfgPath, cfg.ModelType, strings.Join(Architectures(), ", "))
 	}
 	w, err := checkpoint.OpenDir(path)
@@ -72,6 +71,16 @@ func Load(path string) (*Model, error) {
 	}
 	// Weights are copied into float32 on load, so the mapping can go.
 	defer w.Close()
+	return LoadFrom(cfg, w)
+}
+
+// LoadFrom builds a model from a parsed config and a set of tensors named
+// as the family's checkpoints name them.
+func LoadFrom(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
+	fam, ok := families[cfg.ModelType]
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown architecture model_type %q (supported: %s)", cfg.Path, cfg.ModelType, strings.Join(Architectures(), ", "))
+	}
 	m, err := fam(cfg, w)
 	if err != nil {
 		return nil, err

@@ -341,3 +341,95 @@ func isQuantizer(m methods.Method) bool {
 	}
 	return false
 }
+
+func init() {
+	modifiers["AWQModifier"] = buildAWQ
+	modifiers["LLMInt8Modifier"] = buildLLMInt8
+}
+
+// awqFields are AWQModifier's settings. mappings follow llm-compressor's
+// AWQMapping: {smooth_layer: pattern, balance_layers: [patterns]}.
+type awqFields struct {
+	quantFields `yaml:",inline"`
+	Mappings    []struct {
+		SmoothLayer   string   `yaml:"smooth_layer"`
+		BalanceLayers []string `yaml:"balance_layers"`
+	} `yaml:"mappings"`
+	NGrid     int   `yaml:"n_grid"`
+	ApplyClip *bool `yaml:"apply_clip"`
+	// DuoScaling is llm-compressor's option to also use weight magnitudes
+	// in the scales; only the paper's activation-only form is implemented.
+	DuoScaling *bool `yaml:"duo_scaling"`
+}
+
+func buildAWQ(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f awqFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	targets, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if f.DuoScaling != nil && *f.DuoScaling {
+		return nil, fmt.Errorf("duo_scaling is not supported (set it to false: scales are s_X^α as in the paper)")
+	}
+	if f.NGrid < 0 {
+		return nil, fmt.Errorf("n_grid must be positive")
+	}
+	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		var mappings []methods.Mapping
+		for _, mp := range f.Mappings {
+			r, err := resolveMapping(m, mp.BalanceLayers, mp.SmoothLayer)
+			if err != nil {
+				return nil, err
+			}
+			mappings = append(mappings, r)
+		}
+		for _, t := range targets {
+			if t.actOrder {
+				return nil, fmt.Errorf("actorder needs GPTQModifier")
+			}
+			a := methods.NewAWQ(t.scheme)
+			a.Select, a.Mappings = t.sel, mappings
+			if f.NGrid > 0 {
+				a.Grid = f.NGrid
+			}
+			if f.ApplyClip != nil {
+				a.Clip = *f.ApplyClip
+			}
+			prev = append(prev, a)
+		}
+		return prev, nil
+	}, nil
+}
+
+// LLMInt8Modifier (llmq): LLM.int8()'s vector-wise int8 with FP outlier
+// decomposition.
+type llmInt8Fields struct {
+	Targets         stringList `yaml:"targets"`
+	Ignore          []string   `yaml:"ignore"`
+	Threshold       *float64   `yaml:"threshold"`
+	DequantOutliers bool       `yaml:"dequant_outliers"`
+}
+
+func buildLLMInt8(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f llmInt8Fields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	sel, err := methods.NewSelector(f.Targets, f.Ignore)
+	if err != nil {
+		return nil, err
+	}
+	m := &methods.LLMInt8{Threshold: 6, Select: sel, DequantOutliers: f.DequantOutliers}
+	if f.Threshold != nil {
+		if !(*f.Threshold > 0) {
+			return nil, fmt.Errorf("threshold must be positive (use .inf to disable the decomposition)")
+		}
+		m.Threshold = *f.Threshold
+	}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		return append(prev, m), nil
+	}, nil
+}

@@ -8,6 +8,7 @@ import (
 
 	"llmq/internal/shared"
 	"llmq/model"
+	"llmq/modelio"
 	"llmq/tokenizer"
 )
 
@@ -17,7 +18,7 @@ func loadModel(path string) (*model.Model, error) {
 		return nil, fmt.Errorf("--model is required (a Hugging Face folder or a llama2.c .bin file)")
 	}
 	start := time.Now()
-	m, err := model.Load(path)
+	m, err := modelio.Load(path)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"llmq/internal/progress"
 	"llmq/internal/sysinfo"
 	"llmq/model"
+	"llmq/modelio"
 	"llmq/tokenizer"
 )
 
@@ -100,7 +101,7 @@ Example:
 // evalRecipe quantizes a second copy of the model on the fly and compares
 // it with the unquantized one.
 func evalRecipe(base *model.Model, tok tokenizer.Tokenizer, ids []int, modelPath, recipeName string, cf *calibFlags, seqlen, limit int, asJSON bool, data string) error {
-	q, err := model.Load(modelPath)
+	q, err := modelio.Load(modelPath)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,9 @@ import (
 	"llmq/calib"
 	"llmq/internal/progress"
 	"llmq/internal/shared"
+	"llmq/internal/sysinfo"
 	"llmq/model"
+	"llmq/modelio"
 	"llmq/quant/methods"
 	"llmq/recipe"
 	"llmq/tokenizer"
@@ -81,7 +83,7 @@ func applyRecipe(m *model.Model, tok tokenizer.Tokenizer, recipeName string, cf 
 }
 
 func init() {
-	var modelPath, recipeName, tokPath *string
+	var modelPath, recipeName, tokPath, out *string
 	var cf *calibFlags
 	commands = append(commands, &command{
 		name:    "quantize",
@@ -94,14 +96,20 @@ feed the next block. Recipes use llm-compressor's YAML (stages → modifiers:
 QuantizationModifier, SmoothQuantModifier, …). Built-in presets:
   ` + strings.Join(recipe.Presets(), ", ") + `
 
-To measure the result without saving it, use: llmq eval --model DIR --recipe R
+The quantized model is written to --out as a Hugging Face-style folder
+(config.json with an llmq quantization_config, packed codes and scales in
+model.safetensors, tokenizer files copied) that llmq eval, generate and
+export load directly. To measure without saving, use
+llmq eval --model DIR --recipe R.
 
 Example:
-  llmq quantize --model ../shared/models/wiki-llama-25m --recipe smoothquant-w8a8`,
+  llmq quantize --model ../shared/models/wiki-llama-25m --recipe gptq-w4a16 --out /tmp/wiki-w4
+  llmq eval --model /tmp/wiki-w4 --limit 20`,
 		flags: func(fs *flag.FlagSet) {
 			modelPath = fs.String("model", "", "model folder or llama2.c .bin file")
 			recipeName = fs.String("recipe", "", "recipe YAML file or preset name")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
+			out = fs.String("out", "", "folder to write the quantized model to (must not exist)")
 			cf = addCalibFlags(fs)
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
@@ -110,6 +118,12 @@ Example:
 			}
 			if *recipeName == "" {
 				return fmt.Errorf("--recipe is required (presets: %s)", strings.Join(recipe.Presets(), ", "))
+			}
+			if *out == "" {
+				return fmt.Errorf("--out is required (to measure without saving: llmq eval --recipe)")
+			}
+			if _, err := os.Stat(*out); err == nil {
+				return fmt.Errorf("%s already exists; choose a new output folder", *out)
 			}
 			m, err := loadModel(*modelPath)
 			if err != nil {
@@ -128,7 +142,11 @@ Example:
 					fmt.Fprintf(os.Stderr, "smoothquant α per block: %v\n", sq.Chosen)
 				}
 			}
-			return fmt.Errorf("saving quantized models (--out) is not implemented yet; use llmq eval --recipe to measure")
+			if err := modelio.Save(m, *modelPath, *out, *recipeName); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "wrote %s (peak RSS %.0f MiB)\n", *out, float64(sysinfo.PeakRSS())/(1<<20))
+			return nil
 		},
 	})
 }
