@@ -12,11 +12,10 @@ import (
 	"llmq/internal/sysinfo"
 	"llmq/model"
 	"llmq/modelio"
-	"llmq/tokenizer"
 )
 
 func init() {
-	var modelPath, data, tokPath, recipeName *string
+	var modelPath, data, tokPath, recipeName, basePath *string
 	var seqlen, limit *int
 	var asJSON *bool
 	var cf *calibFlags
@@ -33,7 +32,9 @@ ppl = exp(mean negative log-likelihood of every token but each window's first).
 With --recipe, the model is quantized on the fly (nothing is saved) and
 compared with the unquantized model on the same windows: perplexity of both,
 mean KL divergence KL(P_fp ‖ P_quant) of the next-token distributions and
-top-1 agreement, as llama.cpp's --kl-divergence reports them.
+top-1 agreement, as llama.cpp's --kl-divergence reports them. --base DIR
+compares --model (e.g. a saved quantized folder) with another model the same
+way.
 
 Example:
   llmq eval --model ../shared/models/wiki-llama-25m --limit 20
@@ -46,6 +47,7 @@ Example:
 			limit = fs.Int("limit", 0, "evaluate only the first N windows (0 = all)")
 			asJSON = fs.Bool("json", false, "print the result as JSON on stdout")
 			recipeName = fs.String("recipe", "", "quantize on the fly with this recipe (file or preset) and compare with the unquantized model")
+			basePath = fs.String("base", "", "compare --model with this (unquantized) model: KL divergence and top-1 agreement")
 			cf = addCalibFlags(fs)
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
@@ -74,8 +76,26 @@ Example:
 			ids := encodeWithBOS(tok, m, string(text))
 			fmt.Fprintf(os.Stderr, "tokenized %s: %d tokens in %v\n", *data, len(ids), time.Since(start).Round(time.Millisecond))
 			total := len(eval.Windows(ids, *seqlen, *limit))
-			if *recipeName != "" {
-				return evalRecipe(m, tok, ids, *modelPath, *recipeName, cf, *seqlen, *limit, *asJSON, *data)
+			if *recipeName != "" && *basePath != "" {
+				return fmt.Errorf("give --recipe (quantize --model on the fly) or --base (compare with a second model), not both")
+			}
+			if *recipeName != "" || *basePath != "" {
+				base, q := m, m
+				var qtime time.Duration
+				if *recipeName != "" {
+					if q, err = modelio.Load(*modelPath); err != nil {
+						return err
+					}
+					start := time.Now()
+					if _, err := applyRecipe(q, tok, *recipeName, cf); err != nil {
+						return err
+					}
+					qtime = time.Since(start)
+				} else if base, err = loadModel(*basePath); err != nil {
+					return err
+				}
+				return compare(base, q, ids, cmpReport{model: *modelPath, base: *basePath, recipe: *recipeName, data: *data,
+					seqlen: *seqlen, limit: *limit, json: *asJSON, qtime: qtime, calib: cf})
 			}
 			bar := progress.New("eval", total, "tok")
 			res, err := eval.Perplexity(m, ids, *seqlen, *limit, func(done, _ int) {
@@ -89,6 +109,7 @@ Example:
 					"model": *modelPath, "data": *data, "seqlen": *seqlen, "windows": res.Windows,
 					"predicted_tokens": res.Predicted, "nll": res.NLL, "ppl": res.Value(),
 					"seconds": res.Elapsed.Seconds(), "tokens_per_second": res.TokensPerSecond(*seqlen),
+					"peak_rss_bytes": sysinfo.PeakRSS(),
 				})
 			}
 			fmt.Printf("ppl %.4f  (%d windows × %d tokens, %d predicted; %.0f tok/s, %v)\n",
@@ -98,37 +119,45 @@ Example:
 	})
 }
 
-// evalRecipe quantizes a second copy of the model on the fly and compares
-// it with the unquantized one.
-func evalRecipe(base *model.Model, tok tokenizer.Tokenizer, ids []int, modelPath, recipeName string, cf *calibFlags, seqlen, limit int, asJSON bool, data string) error {
-	q, err := modelio.Load(modelPath)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	if _, err := applyRecipe(q, tok, recipeName, cf); err != nil {
-		return err
-	}
-	qtime := time.Since(start)
-	total := len(eval.Windows(ids, seqlen, limit))
+type cmpReport struct {
+	model, base, recipe, data string
+	seqlen, limit             int
+	json                      bool
+	qtime                     time.Duration
+	calib                     *calibFlags
+}
+
+// compare scores q against base on the same windows and prints the result.
+func compare(base, q *model.Model, ids []int, r cmpReport) error {
+	total := len(eval.Windows(ids, r.seqlen, r.limit))
 	bar := progress.New("eval", total, "tok")
-	c, err := eval.Compare(base, q, ids, seqlen, limit, func(done, _ int) {
-		bar.Update(done, float64(done*seqlen))
+	c, err := eval.Compare(base, q, ids, r.seqlen, r.limit, func(done, _ int) {
+		bar.Update(done, float64(done*r.seqlen))
 	})
 	if err != nil {
 		return err
 	}
 	pb, pq := c.Base.Value(), c.Model.Value()
 	delta := 100 * (pq - pb) / pb
-	if asJSON {
-		return json.NewEncoder(os.Stdout).Encode(map[string]any{
-			"model": modelPath, "recipe": recipeName, "data": data, "seqlen": seqlen, "windows": c.Model.Windows,
+	if r.json {
+		out := map[string]any{
+			"model": r.model, "data": r.data, "seqlen": r.seqlen, "windows": c.Model.Windows,
 			"ppl_base": pb, "ppl": pq, "delta_pct": delta, "kl": c.KL(), "kl_max": c.KLMax, "top1": c.Top1(),
-			"quantize_seconds": qtime.Seconds(), "peak_rss_bytes": sysinfo.PeakRSS(),
-			"calib_samples": *cf.samples, "calib_seqlen": *cf.seqlen, "seed": *cf.seed,
-		})
+			"peak_rss_bytes": sysinfo.PeakRSS(),
+		}
+		if r.recipe != "" {
+			out["recipe"], out["quantize_seconds"] = r.recipe, r.qtime.Seconds()
+			out["calib_samples"], out["calib_seqlen"], out["seed"] = *r.calib.samples, *r.calib.seqlen, *r.calib.seed
+		} else {
+			out["base"] = r.base
+		}
+		return json.NewEncoder(os.Stdout).Encode(out)
 	}
-	fmt.Printf("ppl %.4f → %.4f (%+.2f%%)  KL %.5f (max %.3f)  top-1 %.2f%%  (%d windows × %d; quantized in %v; peak RSS %.0f MiB)\n",
-		pb, pq, delta, c.KL(), c.KLMax, 100*c.Top1(), c.Model.Windows, seqlen, qtime.Round(time.Millisecond), float64(sysinfo.PeakRSS())/(1<<20))
+	fmt.Printf("ppl %.4f → %.4f (%+.2f%%)  KL %.5f (max %.3f)  top-1 %.2f%%  (%d windows × %d",
+		pb, pq, delta, c.KL(), c.KLMax, 100*c.Top1(), c.Model.Windows, r.seqlen)
+	if r.recipe != "" {
+		fmt.Printf("; quantized in %v", r.qtime.Round(time.Millisecond))
+	}
+	fmt.Printf("; peak RSS %.0f MiB)\n", float64(sysinfo.PeakRSS())/(1<<20))
 	return nil
 }

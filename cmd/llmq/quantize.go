@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -84,6 +85,7 @@ func applyRecipe(m *model.Model, tok tokenizer.Tokenizer, recipeName string, cf 
 
 func init() {
 	var modelPath, recipeName, tokPath, out *string
+	var asJSON *bool
 	var cf *calibFlags
 	commands = append(commands, &command{
 		name:    "quantize",
@@ -110,6 +112,7 @@ Example:
 			recipeName = fs.String("recipe", "", "recipe YAML file or preset name")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
 			out = fs.String("out", "", "folder to write the quantized model to (must not exist)")
+			asJSON = fs.Bool("json", false, "print a JSON summary (time, peak RSS) on stdout")
 			cf = addCalibFlags(fs)
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
@@ -133,10 +136,12 @@ Example:
 			if err != nil {
 				return err
 			}
+			start := time.Now()
 			stages, err := applyRecipe(m, tok, *recipeName, cf)
 			if err != nil {
 				return err
 			}
+			qtime := time.Since(start)
 			for _, s := range stages {
 				if sq, ok := s.(*methods.SmoothQuant); ok && sq.Search {
 					fmt.Fprintf(os.Stderr, "smoothquant α per block: %v\n", sq.Chosen)
@@ -146,6 +151,12 @@ Example:
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "wrote %s (peak RSS %.0f MiB)\n", *out, float64(sysinfo.PeakRSS())/(1<<20))
+			if *asJSON {
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{
+					"model": *modelPath, "recipe": *recipeName, "out": *out, "quantize_seconds": qtime.Seconds(),
+					"peak_rss_bytes": sysinfo.PeakRSS(), "calib_samples": *cf.samples, "calib_seqlen": *cf.seqlen, "seed": *cf.seed,
+				})
+			}
 			return nil
 		},
 	})
