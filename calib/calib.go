@@ -225,5 +225,12 @@ func Collect(m *model.Model, r *model.BlockRunner, l int, a *Activations, roles 
 			}
 		}
 	}
+	// A dead channel is normal; an input that is zero everywhere means the
+	// calibration data cannot say anything (and GPTQ would zero the layer).
+	for _, rec := range recs {
+		if rec.stats != nil && rec.stats.Tokens > 0 && rec.stats.Max() == 0 {
+			return nil, fmt.Errorf("calibration inputs of %s are all zero over %d tokens", rec.name, rec.stats.Tokens)
+		}
+	}
 	return stats, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"llmq/kernels"
 	"llmq/model"
-	"llmq/nn"
 )
 
 // PPL is the outcome of a perplexity run.
@@ -98,17 +97,9 @@ func windowNLL(logits []float32, w []int, vocab int) float64 {
 	return s
 }
 
-// LogSumExp is log Σ exp(x_i), computed stably around the maximum.
+// LogSumExp is log Σ exp(x_i), computed stably around the maximum: the
+// exps are taken in float32 (vectorized, a few ulp) and summed in float64.
 func LogSumExp(x []float32) float64 {
-	m := x[0]
-	for _, v := range x {
-		if v > m {
-			m = v
-		}
-	}
-	var s float64
-	for _, v := range x {
-		s += float64(nn.Exp32(v - m))
-	}
-	return float64(m) + math.Log(s)
+	m := kernels.MaxF32(x)
+	return float64(m) + math.Log(kernels.SumExp(x, m))
 }

@@ -39,6 +39,7 @@ type llamaParams struct {
 	Hyper
 	eps, theta float64
 	act        nn.Activation
+	silu       bool // act is nn.SiLU
 	tied       bool
 	rope       *nn.Rope
 }
@@ -96,6 +97,7 @@ func llamaConfig(cfg *checkpoint.Config) (*llamaParams, error) {
 	if p.act, err = nn.ActivationByName(actName); err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}
+	p.silu = nn.IsSiLU(actName)
 	if p.tied, err = cfg.BoolOr(false, "tie_word_embeddings"); err != nil {
 		return nil, err
 	}
@@ -121,18 +123,19 @@ func bindLlama(w checkpoint.Tensors, lp *llamaParams) (*Model, error) {
 	for l := 0; l < h.Layers; l++ {
 		p := fmt.Sprintf("model.layers.%d", l)
 		m.Blocks = append(m.Blocks, &Block{
-			Name:  p,
-			Norm1: b.rmsNorm(p+".input_layernorm", H, eps),
-			Q:     b.dense(p+".self_attn.q_proj", qw, H),
-			K:     b.dense(p+".self_attn.k_proj", kw, H),
-			V:     b.dense(p+".self_attn.v_proj", kw, H),
-			O:     b.dense(p+".self_attn.o_proj", H, qw),
-			Norm2: b.rmsNorm(p+".post_attention_layernorm", H, eps),
-			Gate:  b.dense(p+".mlp.gate_proj", F, H),
-			Up:    b.dense(p+".mlp.up_proj", F, H),
-			Down:  b.dense(p+".mlp.down_proj", H, F),
-			Act:   act,
-			Attn:  h.attention(),
+			Name:      p,
+			Norm1:     b.rmsNorm(p+".input_layernorm", H, eps),
+			Q:         b.dense(p+".self_attn.q_proj", qw, H),
+			K:         b.dense(p+".self_attn.k_proj", kw, H),
+			V:         b.dense(p+".self_attn.v_proj", kw, H),
+			O:         b.dense(p+".self_attn.o_proj", H, qw),
+			Norm2:     b.rmsNorm(p+".post_attention_layernorm", H, eps),
+			Gate:      b.dense(p+".mlp.gate_proj", F, H),
+			Up:        b.dense(p+".mlp.up_proj", F, H),
+			Down:      b.dense(p+".mlp.down_proj", H, F),
+			Act:       act,
+			ActIsSiLU: lp.silu,
+			Attn:      h.attention(),
 		})
 	}
 	m.Norm = b.rmsNorm("model.norm", H, eps)

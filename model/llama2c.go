@@ -26,6 +26,7 @@ func LoadLlama2C(path string) (*Model, error) {
 		},
 		eps:  1e-5, // run.c's rmsnorm
 		act:  nn.SiLU,
+		silu: true,
 		tied: hd.Shared,
 	}
 	lp.rope = nn.NewRope(lp.HeadDim, lp.HeadDim, 10000, true, lp.MaxPos, nil)

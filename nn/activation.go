@@ -3,17 +3,21 @@ package nn
 import (
 	"fmt"
 	"math"
+
+	"llmq/kernels"
 )
 
-// Activation is an elementwise nonlinearity applied in place.
+// Activation is an elementwise nonlinearity applied in place. Being
+// elementwise, it may be run concurrently on disjoint parts of a slice.
 type Activation func(x []float32)
 
 // ActivationByName maps the names Hugging Face configs use (hidden_act,
 // activation_function) to implementations.
 func ActivationByName(name string) (Activation, error) {
-	switch name {
-	case "silu", "swish":
+	if IsSiLU(name) {
 		return SiLU, nil
+	}
+	switch name {
 	case "gelu":
 		return GELU, nil
 	case "gelu_new", "gelu_pytorch_tanh", "gelu_fast":
@@ -24,12 +28,13 @@ func ActivationByName(name string) (Activation, error) {
 	return nil, fmt.Errorf("unsupported activation %q (supported: silu, gelu, gelu_new, gelu_pytorch_tanh, relu)", name)
 }
 
-// SiLU is x·σ(x), the gate nonlinearity of SwiGLU MLPs.
-func SiLU(x []float32) {
-	for i, v := range x {
-		x[i] = v / (1 + Exp32(-v))
-	}
-}
+// IsSiLU reports whether ActivationByName(name) is SiLU, so that a gated MLP
+// can fuse it with the product by the up projection (kernels.SiLUMul).
+func IsSiLU(name string) bool { return name == "silu" || name == "swish" }
+
+// SiLU is x·σ(x) = x/(1 + e^−x), the gate nonlinearity of SwiGLU MLPs
+// (vectorized: kernels.SiLU).
+func SiLU(x []float32) { kernels.SiLU(x) }
 
 // GELU is the exact x·Φ(x) = x/2·(1 + erf(x/√2)).
 func GELU(x []float32) {

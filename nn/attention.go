@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"math"
 	"sync"
 
 	"llmq/kernels"
@@ -80,23 +79,12 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 }
 
 // softmaxCausal turns row[:n] (raw scores) into probabilities of
-// softmax(scale·row[:n]) and zeroes the masked tail row[n:].
+// softmax(scale·row[:n]) and zeroes the masked tail row[n:]. scale must be
+// positive (the maximum of row is the maximum of scale·row).
 func softmaxCausal(row []float32, n int, scale float32) {
-	m := float32(math.Inf(-1))
-	for _, v := range row[:n] {
-		if v > m {
-			m = v
-		}
-	}
-	var sum float64
-	for i, v := range row[:n] {
-		e := Exp32((v - m) * scale)
-		row[i] = e
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for i := range row[:n] {
-		row[i] *= inv
-	}
+	r := row[:n]
+	m := kernels.MaxF32(r)
+	sum := kernels.ExpShift(r, r, m, scale) // r_i = exp((r_i − m)·scale) ≤ 1
+	kernels.Scale(r, float32(1/sum))
 	clear(row[n:])
 }

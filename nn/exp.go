@@ -3,8 +3,9 @@ package nn
 import "math"
 
 // Exp32 is exp(x) in float32 arithmetic accurate to a few ulp, several times
-// faster than math.Exp: softmax over a 32000-word vocabulary at every
-// position makes exp the hottest scalar function of evaluation.
+// faster than math.Exp, for single values (sampling). Whole slices — the
+// softmax of attention, SiLU, log-sum-exp over the vocabulary — go through
+// the vectorized kernels.ExpShift, kernels.SiLU and kernels.SumExp instead.
 //
 // It writes e^x = 2^n · e^r with n = round(x·log₂e) and |r| ≤ ln2/2, r
 // computed in two parts (Cody–Waite) so the reduction is exact, and e^r by

@@ -12,6 +12,7 @@ import (
 	"llmq/internal/sysinfo"
 	"llmq/model"
 	"llmq/modelio"
+	"llmq/tokenizer"
 )
 
 func init() {
@@ -87,7 +88,7 @@ Example:
 						return err
 					}
 					start := time.Now()
-					if _, err := applyRecipe(q, tok, *recipeName, cf); err != nil {
+					if _, err := applyRecipe(q, func() (tokenizer.Tokenizer, error) { return tok, nil }, *recipeName, cf); err != nil {
 						return err
 					}
 					qtime = time.Since(start)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,5 +52,28 @@ func TestCLI(t *testing.T) {
 		if code != c.code || !strings.Contains(out, c.want) {
 			t.Errorf("llmq %s: exit %d, stdout %q; want exit %d and %q", strings.Join(c.args, " "), code, out, c.code, c.want)
 		}
+	}
+}
+
+// Quantizing twice with the same inputs and seed gives byte-identical files.
+func TestQuantizeDeterministic(t *testing.T) {
+	llama := shared.Path(t, "models", "wiki-llama-25m")
+	dir := t.TempDir()
+	var files [2][]byte
+	for i := range files {
+		out := filepath.Join(dir, fmt.Sprint(i))
+		code, _ := capture(t, "", "quantize", "--model", llama, "--recipe", "gptq-w4a16", "--out", out,
+			"--calib-samples", "2", "--calib-seqlen", "64", "--seed", "3")
+		if code != 0 {
+			t.Fatalf("quantize exited %d", code)
+		}
+		files[i], _ = os.ReadFile(filepath.Join(out, "model.safetensors"))
+	}
+	if len(files[0]) == 0 || !bytes.Equal(files[0], files[1]) {
+		t.Error("two quantizations with the same seed differ")
+	}
+	code, _ := capture(t, "", "quantize", "--model", llama, "--recipe", "no-such-recipe", "--out", filepath.Join(dir, "x"))
+	if code != 1 {
+		t.Errorf("unknown recipe: exit %d, want 1", code)
 	}
 }

@@ -43,7 +43,7 @@ func addCalibFlags(fs *flag.FlagSet) *calibFlags {
 
 // applyRecipe quantizes m in place with the named recipe, drawing
 // calibration data only if a method needs it.
-func applyRecipe(m *model.Model, tok tokenizer.Tokenizer, recipeName string, cf *calibFlags) ([]methods.Method, error) {
+func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipeName string, cf *calibFlags) ([]methods.Method, error) {
 	r, err := recipe.Load(recipeName)
 	if err != nil {
 		return nil, err
@@ -67,7 +67,11 @@ func applyRecipe(m *model.Model, tok tokenizer.Tokenizer, recipeName string, cf 
 		if err != nil {
 			return nil, err
 		}
-		ids := encodeWithBOS(tok, m, string(text))
+		t, err := tok()
+		if err != nil {
+			return nil, err
+		}
+		ids := encodeWithBOS(t, m, string(text))
 		if seqs, err = calib.Sample(ids, *cf.samples, *cf.seqlen, *cf.seed); err != nil {
 			return nil, fmt.Errorf("%s: %w", *cf.data, err)
 		}
@@ -132,10 +136,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			tok, err := loadTokenizer(*modelPath, *tokPath)
-			if err != nil {
-				return err
-			}
+			tok := func() (tokenizer.Tokenizer, error) { return loadTokenizer(*modelPath, *tokPath) }
 			start := time.Now()
 			stages, err := applyRecipe(m, tok, *recipeName, cf)
 			if err != nil {
