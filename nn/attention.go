@@ -38,6 +38,18 @@ func (c *KVCache) Append(k, v []float32, rows int) {
 type Attention struct {
 	Heads, KVHeads, HeadDim int
 	Scale                   float32 // usually 1/√HeadDim
+
+	// Quantization hooks (nil: full precision). Each fake-quantizes in
+	// place; nn does not know the formats, only where quantization happens:
+	//   QuantK, QuantV: keys and values as they enter the cache,
+	//            [rows × KVHeads·HeadDim] (a quantized KV cache);
+	//   QuantQ:  the queries before Q·Kᵀ, [rows × Heads·HeadDim] (with
+	//            QuantK, an integer Q·Kᵀ batched matmul);
+	//   QuantP:  each row of attention probabilities before P·V (an
+	//            integer P·V).
+	QuantK, QuantV func(x []float32, rows int)
+	QuantQ         func(x []float32, rows int)
+	QuantP         func(p []float32)
 }
 
 var scorePool sync.Pool
@@ -49,6 +61,15 @@ var scorePool sync.Pool
 //
 // out and q are [rows × Heads·HeadDim].
 func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
+	if a.QuantK != nil {
+		a.QuantK(k, rows)
+	}
+	if a.QuantV != nil {
+		a.QuantV(v, rows)
+	}
+	if a.QuantQ != nil {
+		a.QuantQ(q, rows)
+	}
 	cache.Append(k, v, rows)
 	L := cache.Len
 	pos0 := L - rows
@@ -70,6 +91,9 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 			kernels.Sgemm(true, rows, L, hd, q[h*hd:], qw, cache.K[g*hd:], kw, s, L, false)
 			for t := 0; t < rows; t++ {
 				softmaxCausal(s[t*L:(t+1)*L], pos0+t+1, a.Scale)
+				if a.QuantP != nil {
+					a.QuantP(s[t*L : t*L+pos0+t+1])
+				}
 			}
 			// O_h = P · V_g  [rows × hd], written into the head's columns of out
 			kernels.Sgemm(false, rows, hd, L, s, L, cache.V[g*hd:], kw, out[h*hd:], qw, false)

@@ -9,6 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"llmq/model"
+	"llmq/quant"
 	"llmq/quant/methods"
 )
 
@@ -23,6 +24,40 @@ type quantFields struct {
 	Ignore       []string               `yaml:"ignore"`
 	Scheme       yaml.Node              `yaml:"scheme"`
 	ConfigGroups map[string]ConfigGroup `yaml:"config_groups"`
+	// KVCacheScheme quantizes the KV cache: strategy tensor with dynamic
+	// false (the usual compressed-tensors form) calibrates one scale per
+	// layer for K and one for V; strategy token quantizes dynamically per
+	// token and head.
+	KVCacheScheme *QuantArgs `yaml:"kv_cache_scheme"`
+}
+
+// kvCache converts kv_cache_scheme into a method (nil when absent).
+func (q *quantFields) kvCache() (*methods.KVCache, error) {
+	a := q.KVCacheScheme
+	if a == nil {
+		return nil, nil
+	}
+	spec, err := a.spec(true)
+	if err != nil {
+		return nil, fmt.Errorf("kv_cache_scheme: %w", err)
+	}
+	kv := &methods.KVCache{}
+	switch {
+	case spec.Format == quant.FormatInt && (spec.Bits == 8 || spec.Bits == 4) && spec.Symmetric:
+		kv.Format = fmt.Sprintf("int%d", spec.Bits)
+	case spec.Format == quant.FormatFP8E4M3:
+		kv.Format = "fp8e4m3"
+	default:
+		return nil, fmt.Errorf("kv_cache_scheme: %v is not supported (symmetric int8/int4 or float 8-bit)", spec)
+	}
+	switch {
+	case spec.Granularity == quant.PerTensor && a.Dynamic != nil && !*a.Dynamic:
+		kv.Static = true
+	case spec.Granularity == quant.PerToken:
+	default:
+		return nil, fmt.Errorf("kv_cache_scheme: use strategy tensor with dynamic: false (calibrated), or strategy token (dynamic per token and head)")
+	}
+	return kv, nil
 }
 
 // target is one resolved (layers, scheme) pair of a quantizing modifier.
@@ -113,6 +148,10 @@ func buildQuantization(body *yaml.Node) (func(*model.Model, []methods.Method) ([
 	if err != nil {
 		return nil, err
 	}
+	kv, err := f.kvCache()
+	if err != nil {
+		return nil, err
+	}
 	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		for _, t := range targets {
 			if t.actOrder {
@@ -120,7 +159,7 @@ func buildQuantization(body *yaml.Node) (func(*model.Model, []methods.Method) ([
 			}
 			prev = append(prev, &methods.RTN{Scheme: t.scheme, Select: t.sel})
 		}
-		return prev, nil
+		return appendKV(prev, kv), nil
 	}, nil
 }
 
@@ -281,6 +320,10 @@ func buildGPTQ(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods
 	if err != nil {
 		return nil, err
 	}
+	kv, err := f.kvCache()
+	if err != nil {
+		return nil, err
+	}
 	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		for _, t := range targets {
 			g := methods.NewGPTQ(t.scheme, t.sel)
@@ -298,7 +341,7 @@ func buildGPTQ(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods
 			}
 			prev = append(prev, g)
 		}
-		return prev, nil
+		return appendKV(prev, kv), nil
 	}, nil
 }
 
@@ -377,6 +420,10 @@ func buildAWQ(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.
 	if f.NGrid < 0 {
 		return nil, fmt.Errorf("n_grid must be positive")
 	}
+	kv, err := f.kvCache()
+	if err != nil {
+		return nil, err
+	}
 	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		var mappings []methods.Mapping
 		for _, mp := range f.Mappings {
@@ -400,7 +447,7 @@ func buildAWQ(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.
 			}
 			prev = append(prev, a)
 		}
-		return prev, nil
+		return appendKV(prev, kv), nil
 	}, nil
 }
 
@@ -431,5 +478,64 @@ func buildLLMInt8(body *yaml.Node) (func(*model.Model, []methods.Method) ([]meth
 	}
 	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		return append(prev, m), nil
+	}, nil
+}
+
+// appendKV adds the KV-cache stage, if any.
+func appendKV(prev []methods.Method, kv *methods.KVCache) []methods.Method {
+	if kv == nil {
+		return prev
+	}
+	return append(prev, kv)
+}
+
+func init() { modifiers["KVCacheModifier"] = buildKVCache }
+
+// KVCacheModifier (llmq): KV-cache quantization, and optionally the
+// attention batched matmuls (Q·Kᵀ and P·V) in 8 bits.
+type kvFields struct {
+	Format string `yaml:"format"` // int8 (default), int4, fp8e4m3
+	Static bool   `yaml:"static"` // one calibrated scale per layer for K and for V
+	BMM    bool   `yaml:"bmm"`
+}
+
+func buildKVCache(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f kvFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	if f.Format == "" {
+		f.Format = "int8"
+	}
+	switch f.Format {
+	case "int8", "int4", "fp8e4m3":
+	default:
+		return nil, fmt.Errorf("format %q: want int8, int4 or fp8e4m3", f.Format)
+	}
+	kv := &methods.KVCache{Format: f.Format, Static: f.Static, BMM: f.BMM}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		return append(prev, kv), nil
+	}, nil
+}
+
+func init() { modifiers["ZeroQuantHEROModifier"] = buildHERO }
+
+// ZeroQuantHEROModifier (llmq): a named mixed-precision W8A8 level of
+// ZeroQuant-HERO (see methods.HERO).
+type heroFields struct {
+	Level int `yaml:"level"`
+}
+
+func buildHERO(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f heroFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	h, err := methods.NewHERO(f.Level)
+	if err != nil {
+		return nil, err
+	}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		return append(prev, h), nil
 	}, nil
 }

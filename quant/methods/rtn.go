@@ -15,6 +15,7 @@ import (
 type RTN struct {
 	Scheme Scheme
 	Select *Selector
+	roles  []string // if set, only these roles (composite methods)
 }
 
 func (r *RTN) Name() string { return "rtn" }
@@ -23,6 +24,9 @@ func (r *RTN) NeedsCalibration() bool { return r.Scheme.NeedsCalibration() }
 
 func (r *RTN) ApplyLayer(l *Layer) error {
 	roles := r.Select.Roles(l)
+	if r.roles != nil {
+		roles = intersect(roles, r.roles)
+	}
 	stats, err := statsFor(l, r.Scheme, roles)
 	if err != nil {
 		return err
@@ -59,4 +63,18 @@ func (r *RTN) quantize(l *Layer, roles []string, stats map[string]*calib.Stats) 
 		*l.Block.Linear(role) = q
 	}
 	return nil
+}
+
+// intersect keeps the roles of a that are in b, in a's order.
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				out = append(out, x)
+				break
+			}
+		}
+	}
+	return out
 }
