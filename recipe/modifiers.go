@@ -376,10 +376,11 @@ func buildLoRC(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods
 	}, nil
 }
 
-// isQuantizer reports whether a method replaces linears by quantized ones.
+// isQuantizer reports whether a method replaces linears by quantized ones
+// (so LoRC and LKD can wrap it; LoRC may wrap LKD, not the reverse).
 func isQuantizer(m methods.Method) bool {
 	switch m.(type) {
-	case *methods.RTN, *methods.GPTQ, *methods.AWQ:
+	case *methods.RTN, *methods.GPTQ, *methods.AWQ, *methods.LKD:
 		return true
 	}
 	return false
@@ -537,5 +538,38 @@ func buildHERO(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods
 	}
 	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		return append(prev, h), nil
+	}, nil
+}
+
+func init() { modifiers["LKDModifier"] = buildLKD }
+
+// LKDModifier (llmq): ZeroQuant's layer-wise knowledge distillation of the
+// quantizing modifier before it, which it wraps.
+type lkdFields struct {
+	Steps int     `yaml:"steps"`
+	LR    float64 `yaml:"lr"`
+	Batch int     `yaml:"batch"`
+	Seqs  int     `yaml:"seqs"`
+	Seed  uint64  `yaml:"seed"`
+}
+
+func buildLKD(body *yaml.Node) (func(*model.Model, []methods.Method) ([]methods.Method, error), error) {
+	var f lkdFields
+	if err := decodeStrict(body, &f); err != nil {
+		return nil, err
+	}
+	if f.Steps < 0 || f.LR < 0 || f.Batch < 0 || f.Seqs < 0 {
+		return nil, fmt.Errorf("steps, lr, batch and seqs must not be negative")
+	}
+	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		wrapped := 0
+		for i := len(prev) - 1; i >= 0 && isQuantizer(prev[i]); i-- {
+			prev[i] = &methods.LKD{Base: prev[i], Steps: f.Steps, LR: f.LR, Batch: f.Batch, Seqs: f.Seqs, Seed: f.Seed}
+			wrapped++
+		}
+		if wrapped == 0 {
+			return nil, fmt.Errorf("LKDModifier must follow a quantizing modifier (QuantizationModifier, GPTQModifier, AWQModifier)")
+		}
+		return prev, nil
 	}, nil
 }

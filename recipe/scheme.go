@@ -178,6 +178,7 @@ var presetSchemes = map[string]ConfigGroup{
 	"W4A16":       {Weights: &QuantArgs{NumBits: 4, Strategy: "group", GroupSize: 128}},
 	"W4A16_ASYM":  {Weights: &QuantArgs{NumBits: 4, Strategy: "group", GroupSize: 128, Symmetric: ptr(false)}},
 	"W3A16":       {Weights: &QuantArgs{NumBits: 3, Strategy: "group", GroupSize: 128}},
+	"W3A16_ASYM":  {Weights: &QuantArgs{NumBits: 3, Strategy: "group", GroupSize: 128, Symmetric: ptr(false)}},
 	"W8A8":        {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
 	"INT8":        {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
 	"W4A8":        {Weights: &QuantArgs{NumBits: 4, Strategy: "group", GroupSize: 128}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
