@@ -4,6 +4,7 @@ package checkpoint
 
 import (
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,4 +23,21 @@ func unmapFile(b []byte) error {
 		return nil
 	}
 	return unix.Munmap(b)
+}
+
+// evict tells the kernel the process no longer needs the pages of b (a
+// sub-slice of a read-only file mapping): they leave the process's resident
+// set (and stay in the page cache).
+func evict(b []byte) {
+	page := unix.Getpagesize()
+	if len(b) < page {
+		return
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	off := int((uintptr(page) - start%uintptr(page)) % uintptr(page))
+	n := (len(b) - off) / page * page
+	if n <= 0 {
+		return
+	}
+	_ = unix.Madvise(b[off:off+n], unix.MADV_DONTNEED)
 }

@@ -269,6 +269,16 @@ func (f *File) Float32(name string) ([]float32, TensorInfo, error) {
 	return out, t, nil
 }
 
+// Evict drops a tensor's pages from the process's resident memory (they
+// stay cached by the kernel and are read back on the next access). Loaders
+// that convert tensors one at a time call it so that the resident size
+// tracks what they hold, not how much of the file they have read.
+func (f *File) Evict(name string) {
+	if t, ok := f.infos[name]; ok {
+		evict(f.data[t.Begin:t.End])
+	}
+}
+
 // Int64 returns an integer tensor widened to int64 (a new slice).
 func (f *File) Int64(name string) ([]int64, TensorInfo, error) {
 	raw, t, err := f.Raw(name)

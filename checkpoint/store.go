@@ -132,6 +132,13 @@ func (s *Store) Float32(name string) ([]float32, TensorInfo, error) {
 	return f.Float32(name)
 }
 
+// Evict drops a tensor's pages from resident memory (see File.Evict).
+func (s *Store) Evict(name string) {
+	if f, ok := s.byName[name]; ok {
+		f.Evict(name)
+	}
+}
+
 // Close unmaps every shard.
 func (s *Store) Close() error {
 	var errs []error

@@ -169,8 +169,11 @@ type NamedLinear struct {
 func (b *Block) numParams() int {
 	n := 0
 	for _, l := range b.Linears() {
-		if d, ok := (*l.Linear).(*nn.Dense); ok {
+		switch d := (*l.Linear).(type) {
+		case *nn.Dense:
 			n += len(d.W) + len(d.B)
+		case *LazyDense:
+			n += d.out * d.in
 		}
 	}
 	for _, nm := range []nn.Norm{b.Norm1, b.Norm2} {

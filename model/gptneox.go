@@ -69,7 +69,7 @@ func loadGPTNeoX(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 	m.Embed = b.get("gpt_neox.embed_in.weight", h.Vocab, H)
 	for l := 0; l < h.Layers; l++ {
 		p := fmt.Sprintf("gpt_neox.layers.%d", l)
-		q, k, v := splitHeadsQKV(b.dense(p+".attention.query_key_value", 3*H, H), h.Heads, D)
+		q, k, v := splitHeadsQKV(b.denseNow(p+".attention.query_key_value", 3*H, H), h.Heads, D)
 		m.Blocks = append(m.Blocks, &Block{
 			Name:  p,
 			Norm1: b.layerNorm(p+".input_layernorm", H, eps),

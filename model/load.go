@@ -40,6 +40,10 @@ func Architectures() []string {
 // single or sharded) or a llama2.c .bin checkpoint (the file, or a folder
 // holding exactly one .bin and no config.json).
 func Load(path string) (*Model, error) {
+	return load(path, false)
+}
+
+func load(path string, lazy bool) (*Model, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -69,19 +73,32 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Weights are copied into float32 on load, so the mapping can go.
-	defer w.Close()
-	return LoadFrom(cfg, w)
+	if !lazy {
+		// Weights are copied into float32 on load, so the mapping can go.
+		defer w.Close()
+		return LoadFrom(cfg, w)
+	}
+	m, err := loadFrom(cfg, w, true)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	m.closer = w
+	return m, nil
 }
 
 // LoadFrom builds a model from a parsed config and a set of tensors named
 // as the family's checkpoints name them.
 func LoadFrom(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
+	return loadFrom(cfg, w, false)
+}
+
+func loadFrom(cfg *checkpoint.Config, w checkpoint.Tensors, lazy bool) (*Model, error) {
 	fam, ok := families[cfg.ModelType]
 	if !ok {
 		return nil, fmt.Errorf("%s: unknown architecture model_type %q (supported: %s)", cfg.Path, cfg.ModelType, strings.Join(Architectures(), ", "))
 	}
-	m, err := fam(cfg, w)
+	m, err := fam(cfg, &lazyTensors{w, lazy})
 	if err != nil {
 		return nil, err
 	}
@@ -93,12 +110,23 @@ func LoadFrom(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 // kept in err (naming the file and the tensor) and later calls do nothing, so
 // a family's binding code reads as a plain list of tensors.
 type binder struct {
-	w   checkpoint.Tensors
-	src string
-	err error
+	w    checkpoint.Tensors
+	src  string
+	err  error
+	lazy bool // bind block linears as LazyDense
+}
+
+// lazyTensors marks a tensor source as bound lazily (see LoadLazy).
+type lazyTensors struct {
+	checkpoint.Tensors
+	lazy bool
 }
 
 func newBinder(w checkpoint.Tensors) *binder {
+	lazy := false
+	if lt, ok := w.(*lazyTensors); ok {
+		w, lazy = lt.Tensors, lt.lazy
+	}
 	src := "checkpoint"
 	switch v := w.(type) {
 	case *checkpoint.Store:
@@ -106,7 +134,7 @@ func newBinder(w checkpoint.Tensors) *binder {
 	case *checkpoint.Llama2C:
 		src = v.Path
 	}
-	return &binder{w: w, src: src}
+	return &binder{w: w, src: src, lazy: lazy}
 }
 
 func (b *binder) fail(format string, args ...any) {
@@ -115,28 +143,39 @@ func (b *binder) fail(format string, args ...any) {
 	}
 }
 
-// get returns the tensor name converted to float32, which must have shape.
-func (b *binder) get(name string, shape ...int) []float32 {
+// check verifies that tensor name exists with shape and a float dtype.
+func (b *binder) check(name string, shape ...int) bool {
 	if b.err != nil {
-		return nil
+		return false
 	}
 	info, ok := b.w.Info(name)
 	if !ok {
 		b.fail("missing tensor %q", name)
-		return nil
+		return false
 	}
 	if !sameShape(info.Shape, shape) {
 		b.fail("tensor %q has shape %v, want %v", name, info.Shape, shape)
-		return nil
+		return false
 	}
 	if !info.DType.IsFloat() {
 		b.fail("tensor %q has dtype %s, want a floating-point type", name, info.DType)
+		return false
+	}
+	return true
+}
+
+// get returns the tensor name converted to float32, which must have shape.
+func (b *binder) get(name string, shape ...int) []float32 {
+	if !b.check(name, shape...) {
 		return nil
 	}
 	data, _, err := b.w.Float32(name)
 	if err != nil {
 		b.fail("%v", err)
 		return nil
+	}
+	if e, ok := b.w.(interface{ Evict(string) }); ok {
+		e.Evict(name) // the FP32 copy is what we keep; let the file pages go
 	}
 	for i, v := range data {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -160,8 +199,21 @@ func (b *binder) has(name string) bool {
 	return ok
 }
 
-// dense binds name.weight [out×in] and, if present, name.bias [out].
+// dense binds name.weight [out×in] and, if present, name.bias [out]: now,
+// or, for a lazy binder, as a LazyDense read on first use (shapes and
+// dtypes are checked now either way).
 func (b *binder) dense(name string, out, in int) nn.Linear {
+	if b.lazy {
+		if b.check(name+".weight", out, in) && (!b.has(name+".bias") || b.check(name+".bias", out)) {
+			return &LazyDense{src: b.w, name: name, out: out, in: in}
+		}
+		return nil
+	}
+	return b.denseNow(name, out, in)
+}
+
+// denseNow binds a linear eagerly (fused layers that are split on load).
+func (b *binder) denseNow(name string, out, in int) nn.Linear {
 	w := b.get(name+".weight", out, in)
 	bias := b.optional(name+".bias", out)
 	if b.err != nil {

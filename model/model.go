@@ -8,6 +8,7 @@ package model
 
 import (
 	"fmt"
+	"io"
 
 	"llmq/nn"
 )
@@ -37,6 +38,8 @@ type Model struct {
 	Norm      nn.Norm   // final norm before the head (nil: none)
 	Head      nn.Linear // lm_head; tied models share Embed's memory
 	Rope      *nn.Rope  // nil with learned positions
+
+	closer io.Closer // the checkpoint of a lazily loaded model
 }
 
 // State is one sequence being processed: its position and KV caches, and

@@ -3,6 +3,7 @@ package quant
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"llmq/kernels"
 	"llmq/nn"
@@ -84,7 +85,7 @@ func (a *ActQuant) validate(in int) error {
 // run; fast low-bit kernels live elsewhere and are checked against it.
 type QuantLinear struct {
 	w    *QTensor
-	wdq  []float32 // dequantized W [out×in]
+	wdq  atomic.Pointer[[]float32] // dequantized W [out×in], built on first use
 	bias []float32
 	act  *ActQuant
 	bufs sync.Pool // *[]float32 scratch for quantized activations
@@ -104,7 +105,7 @@ func NewQuantLinear(w *QTensor, bias []float32, act *ActQuant) (*QuantLinear, er
 	if err := checkFinite("bias", bias, max(len(bias), 1)); err != nil {
 		return nil, err
 	}
-	l := &QuantLinear{w: w, wdq: w.Dequantize(), bias: bias}
+	l := &QuantLinear{w: w, bias: bias}
 	if act != nil {
 		if err := act.validate(w.Cols); err != nil {
 			return nil, err
@@ -145,7 +146,20 @@ func (l *QuantLinear) ActSpec() *ActQuant {
 }
 
 // DequantizedWeight returns the cached FP32 Ŵ [out×in] (shared; read-only).
-func (l *QuantLinear) DequantizedWeight() []float32 { return l.wdq }
+func (l *QuantLinear) DequantizedWeight() []float32 {
+	if p := l.wdq.Load(); p != nil {
+		return *p
+	}
+	w := l.w.Dequantize()
+	l.wdq.Store(&w) // concurrent first calls may both dequantize; the results are identical
+	return w
+}
+
+// ReleaseCache drops the FP32 copy of the weight that the reference Forward
+// multiplies with; the next Forward rebuilds it. Layer-by-layer
+// quantization releases the blocks it has finished, so only the packed
+// codes of the quantized part of a model stay in memory.
+func (l *QuantLinear) ReleaseCache() { l.wdq.Store(nil) }
 
 // Bytes is the storage of the layer: the quantized weight plus an FP32 bias
 // (the cached FP32 copy is a reference-path artefact and not counted).
@@ -173,7 +187,7 @@ func (l *QuantLinear) Forward(y, x []float32, rows int) {
 		fakeQuantize(a, x[:n], rows, in, l.act.Spec, params)
 		defer l.bufs.Put(bp)
 	}
-	kernels.Sgemm(true, rows, out, in, a, in, l.wdq, in, y, out, false)
+	kernels.Sgemm(true, rows, out, in, a, in, l.DequantizedWeight(), in, y, out, false)
 	nn.AddBias(y, l.bias, rows)
 }
 

@@ -132,10 +132,12 @@ Example:
 			if _, err := os.Stat(*out); err == nil {
 				return fmt.Errorf("%s already exists; choose a new output folder", *out)
 			}
-			m, err := loadModel(*modelPath)
+			// Lazily: block weights are read as quantization reaches them.
+			m, err := model.LoadLazy(*modelPath)
 			if err != nil {
 				return err
 			}
+			defer m.Close()
 			tok := func() (tokenizer.Tokenizer, error) { return loadTokenizer(*modelPath, *tokPath) }
 			start := time.Now()
 			stages, err := applyRecipe(m, tok, *recipeName, cf)

@@ -30,6 +30,12 @@ func Run(m *model.Model, calibration [][]int, stages []Method, progress func(don
 	}
 	runner := m.NewBlockRunner()
 	for i, b := range m.Blocks {
+		// A lazily loaded block is read now; finished blocks keep only
+		// their quantized form (see releaseCaches), so memory holds one
+		// block's FP32 weights at a time.
+		if err := b.Materialize(); err != nil {
+			return err
+		}
 		layer := &Layer{Model: m, Index: i, Block: b, Runner: runner, Inputs: acts}
 		for _, s := range stages {
 			if err := s.ApplyLayer(layer); err != nil {
@@ -39,6 +45,7 @@ func Run(m *model.Model, calibration [][]int, stages []Method, progress func(don
 		if acts != nil {
 			calib.Propagate(runner, i, acts)
 		}
+		releaseCaches(b)
 		if progress != nil {
 			progress(i+1, len(m.Blocks))
 		}
@@ -51,4 +58,18 @@ func Run(m *model.Model, calibration [][]int, stages []Method, progress func(don
 		}
 	}
 	return nil
+}
+
+// releaseCaches drops the FP32 weight copies that quantized layers keep
+// for the reference forward path; they are rebuilt on the next use.
+func releaseCaches(b *model.Block) {
+	for _, nl := range b.Linears() {
+		l := *nl.Linear
+		if lr, ok := l.(*LowRankLinear); ok {
+			l = lr.Base
+		}
+		if q, ok := l.(interface{ ReleaseCache() }); ok {
+			q.ReleaseCache()
+		}
+	}
 }
