@@ -180,7 +180,7 @@ func (k *LKD) ApplyLayer(l *Layer) error {
 	if l.Block.PostNorm {
 		return fmt.Errorf("%s: post-norm blocks are not supported by LKD", l.Block.Name)
 	}
-	if _, err := identifyAct(l.Block); err != nil {
+	if _, err := lkdIdentifyAct(l.Block); err != nil {
 		return err
 	}
 	n := len(l.Inputs.X)
@@ -225,7 +225,7 @@ func (k *LKD) ApplyLayer(l *Layer) error {
 	if len(train) == 0 {
 		return nil
 	}
-	before := blockMSE(l, xs, teacher)
+	before := lkdBlockMSE(l, xs, teacher)
 
 	rng := rand.New(rand.NewPCG(k.Seed, uint64(l.Index)))
 	order, pos := rng.Perm(n), 0
@@ -268,7 +268,7 @@ func (k *LKD) ApplyLayer(l *Layer) error {
 		}
 		*tl.slot = q
 	}
-	after := blockMSE(l, xs, teacher)
+	after := lkdBlockMSE(l, xs, teacher)
 	if !(after <= before) {
 		for _, tl := range train {
 			*tl.slot = tl.orig
@@ -282,9 +282,9 @@ func (k *LKD) ApplyLayer(l *Layer) error {
 	return nil
 }
 
-// blockMSE is the mean squared difference between the block's outputs
+// lkdBlockMSE is the mean squared difference between the block's outputs
 // (production forward pass) and the teacher's.
-func blockMSE(l *Layer, xs, teacher [][]float32) float64 {
+func lkdBlockMSE(l *Layer, xs, teacher [][]float32) float64 {
 	T := l.Inputs.T
 	buf := make([]float32, len(xs[0]))
 	var s float64
@@ -351,7 +351,7 @@ func (t *lkdLinear) eachGroup(f func(i0, i1 int, q quant.Quantizer, lo, hi float
 		for r := r0; r < r1; r++ {
 			for c0 := 0; c0 < cols; c0 += gc {
 				p := t.params[t.spec.ParamIndex(r, c0, cols)]
-				lo, hi := steBounds(t.spec, p)
+				lo, hi := lkdSTEBounds(t.spec, p)
 				f(r*cols+c0, r*cols+c0+gc, t.spec.Quantizer(p), float32(lo), float32(hi))
 			}
 		}

@@ -60,10 +60,10 @@ import (
 // gfloat is the float type the differentiable block runs in.
 type gfloat interface{ float32 | float64 }
 
-// gemm is C (+)= A·op(B) with kernels.Sgemm's conventions (row-major,
+// gGemm is C (+)= A·op(B) with kernels.Sgemm's conventions (row-major,
 // leading dimensions, op(B) = Bᵀ when transB). float32 uses the kernel;
 // float64 (the gradient check) a plain loop with float64 sums.
-func gemm[F gfloat](transB bool, m, n, k int, a []F, lda int, b []F, ldb int, c []F, ldc int, acc bool) {
+func gGemm[F gfloat](transB bool, m, n, k int, a []F, lda int, b []F, ldb int, c []F, ldc int, acc bool) {
 	if a32, ok := any(a).([]float32); ok {
 		kernels.Sgemm(transB, m, n, k, a32, lda, any(b).([]float32), ldb, any(c).([]float32), ldc, acc)
 		return
@@ -89,9 +89,9 @@ func gemm[F gfloat](transB bool, m, n, k int, a []F, lda int, b []F, ldb int, c 
 	}
 }
 
-// transposeInto writes the [cols×rows] transpose of src [rows×cols] (row
+// gTranspose writes the [cols×rows] transpose of src [rows×cols] (row
 // stride lds) into dst (row stride rows).
-func transposeInto[F gfloat](dst, src []F, rows, cols, lds int) {
+func gTranspose[F gfloat](dst, src []F, rows, cols, lds int) {
 	const tile = 32
 	for r0 := 0; r0 < rows; r0 += tile {
 		for c0 := 0; c0 < cols; c0 += tile {
@@ -104,7 +104,8 @@ func transposeInto[F gfloat](dst, src []F, rows, cols, lds int) {
 	}
 }
 
-func toF[F gfloat](src []float32) []F {
+// gFrom32 copies src into a new slice of F (nil stays nil).
+func gFrom32[F gfloat](src []float32) []F {
 	if src == nil {
 		return nil
 	}
@@ -182,11 +183,11 @@ func (k actKind) df(x float64) float64 {
 	return 0
 }
 
-// identifyAct finds which nonlinearity b.Act is. A Go function value has no
+// lkdIdentifyAct finds which nonlinearity b.Act is. A Go function value has no
 // identity to compare, so the activation is recognised by its values on a
 // few probe points (they separate GELU from its tanh approximation by
 // > 1e-4); an activation outside nn's set is an error.
-func identifyAct(b *model.Block) (actKind, error) {
+func lkdIdentifyAct(b *model.Block) (actKind, error) {
 	if b.ActIsSiLU {
 		return actSiLU, nil
 	}
@@ -235,9 +236,9 @@ func newGLinear[F gfloat](role string, l nn.Linear) (*gLinear[F], error) {
 	g := &gLinear[F]{role: role, in: l.In(), out: l.Out()}
 	switch d := l.(type) {
 	case *nn.Dense:
-		g.W, g.B = toF[F](d.W), toF[F](d.B)
+		g.W, g.B = gFrom32[F](d.W), gFrom32[F](d.B)
 	case *quant.QuantLinear:
-		g.W, g.B, g.act = toF[F](d.DequantizedWeight()), toF[F](d.Bias()), d.ActSpec()
+		g.W, g.B, g.act = gFrom32[F](d.DequantizedWeight()), gFrom32[F](d.Bias()), d.ActSpec()
 	default:
 		return nil, fmt.Errorf("%s linear is %T: LKD differentiates through nn.Dense and quant.QuantLinear only", role, l)
 	}
@@ -289,7 +290,7 @@ func (l *gLinear[F]) input(buf *[]F, x []F, T int, prev *gLinear[F], prevIn []F)
 
 // forward computes y [T×out] from xq = quantIn(x).
 func (l *gLinear[F]) forward(y, xq []F, T int) {
-	gemm(true, T, l.out, l.in, xq, l.in, l.W, l.in, y, l.out, false)
+	gGemm(true, T, l.out, l.in, xq, l.in, l.W, l.in, y, l.out, false)
 	if l.B != nil {
 		for t := 0; t < T; t++ {
 			row := y[t*l.out : (t+1)*l.out]
@@ -308,14 +309,14 @@ func (l *gLinear[F]) steRange() (lo, hi float64, ok bool) {
 	if l.act == nil || !l.act.Static {
 		return 0, 0, false
 	}
-	lo, hi = steBounds(l.act.Spec, l.act.Params)
+	lo, hi = lkdSTEBounds(l.act.Spec, l.act.Params)
 	return lo, hi, true
 }
 
-// steBounds is the range of values a grid with parameters p represents
+// lkdSTEBounds is the range of values a grid with parameters p represents
 // without clipping: [s·(qmin − z − ½), s·(qmax − z + ½)] for integers,
 // ±s·max for minifloats.
-func steBounds(spec quant.Spec, p quant.Params) (lo, hi float64) {
+func lkdSTEBounds(spec quant.Spec, p quant.Params) (lo, hi float64) {
 	s := float64(p.Scale)
 	if spec.IsFP() {
 		m := s * float64(spec.FP().Max())
@@ -332,19 +333,19 @@ func steBounds(spec quant.Spec, p quant.Params) (lo, hi float64) {
 func (l *gLinear[F]) backward(dx, dy, x, xq []F, T int, acc bool, tmp []F) {
 	if l.dW != nil {
 		dyT := tmp[:l.out*T]
-		transposeInto(dyT, dy, T, l.out, l.out)
-		gemm(false, l.out, l.in, T, dyT, T, xq, l.in, l.dW, l.in, true)
+		gTranspose(dyT, dy, T, l.out, l.out)
+		gGemm(false, l.out, l.in, T, dyT, T, xq, l.in, l.dW, l.in, true)
 	}
 	if dx == nil {
 		return
 	}
 	lo, hi, clip := l.steRange()
 	if !clip {
-		gemm(false, T, l.in, l.out, dy, l.out, l.W, l.in, dx, l.in, acc)
+		gGemm(false, T, l.in, l.out, dy, l.out, l.W, l.in, dx, l.in, acc)
 		return
 	}
 	g := tmp[:T*l.in]
-	gemm(false, T, l.in, l.out, dy, l.out, l.W, l.in, g, l.in, false)
+	gGemm(false, T, l.in, l.out, dy, l.out, l.W, l.in, g, l.in, false)
 	for i, v := range x[:T*l.in] {
 		if f := float64(v); f < lo || f > hi {
 			g[i] = 0
@@ -370,9 +371,9 @@ type gNorm[F gfloat] struct {
 func newGNorm[F gfloat](n nn.Norm, where string) (gNorm[F], error) {
 	switch v := n.(type) {
 	case *nn.RMSNorm:
-		return gNorm[F]{rms: true, W: toF[F](v.W), eps: float64(v.Eps)}, nil
+		return gNorm[F]{rms: true, W: gFrom32[F](v.W), eps: float64(v.Eps)}, nil
 	case *nn.LayerNorm:
-		return gNorm[F]{W: toF[F](v.W), B: toF[F](v.B), eps: float64(v.Eps)}, nil
+		return gNorm[F]{W: gFrom32[F](v.W), B: gFrom32[F](v.B), eps: float64(v.Eps)}, nil
 	}
 	return gNorm[F]{}, fmt.Errorf("%s is %T: LKD differentiates RMSNorm and LayerNorm", where, n)
 }
@@ -556,7 +557,7 @@ func newGBlock[F gfloat](b *model.Block, rope *nn.Rope) (*gBlock[F], error) {
 		return nil, fmt.Errorf("%s: bad attention shape %d heads / %d kv heads × %d", b.Name, g.heads, g.kvHeads, g.hd)
 	}
 	var err error
-	if g.act, err = identifyAct(b); err != nil {
+	if g.act, err = lkdIdentifyAct(b); err != nil {
 		return nil, err
 	}
 	if g.n1, err = newGNorm[F](b.Norm1, b.Name+" norm1"); err != nil {
@@ -717,7 +718,7 @@ func (g *gBlock[F]) attention(T int) {
 		for h := lo; h < hi; h++ {
 			kv := h / group
 			p := c.p[h*T*T : (h+1)*T*T]
-			gemm(true, T, T, hd, c.q[h*hd:], qw, c.k[kv*hd:], kw, p, T, false)
+			gGemm(true, T, T, hd, c.q[h*hd:], qw, c.k[kv*hd:], kw, p, T, false)
 			p32, fast := any(p).([]float32)
 			for t := 0; t < T; t++ {
 				if fast { // the production softmax (nn.Attention)
@@ -744,7 +745,7 @@ func (g *gBlock[F]) attention(T int) {
 				}
 				clear(row[t+1:])
 			}
-			gemm(false, T, hd, T, p, T, c.v[kv*hd:], kw, c.a[h*hd:], qw, false)
+			gGemm(false, T, hd, T, p, T, c.v[kv*hd:], kw, c.a[h*hd:], qw, false)
 		}
 	})
 }
@@ -833,7 +834,7 @@ func (g *gBlock[F]) attentionBackward(T int) {
 			p := c.p[h*T*T : (h+1)*T*T]
 			da := g.da[h*hd:]
 			// dP = da_h·v_gᵀ
-			gemm(true, T, T, hd, da, qw, c.v[kv*hd:], kw, ds, T, false)
+			gGemm(true, T, T, hd, da, qw, c.v[kv*hd:], kw, ds, T, false)
 			// dS = σ·P ⊙ (dP − rowsum(P ⊙ dP)), causal entries only
 			for t := 0; t < T; t++ {
 				pr, dr := p[t*T:(t+1)*T], ds[t*T:(t+1)*T]
@@ -847,17 +848,17 @@ func (g *gBlock[F]) attentionBackward(T int) {
 				clear(dr[t+1:])
 			}
 			// dq_h = dS·k_g
-			gemm(false, T, hd, T, ds, T, c.k[kv*hd:], kw, g.dq[h*hd:], qw, false)
+			gGemm(false, T, hd, T, ds, T, c.k[kv*hd:], kw, g.dq[h*hd:], qw, false)
 			// dk_h = dSᵀ·q_h, computed as its transpose q_hᵀ·dS (Sgemm has
 			// no transposed A, and transposing q_h [T×hd] is cheaper than
 			// dS [T×T])
-			transposeInto(xt, c.q[h*hd:], T, hd, qw)
-			gemm(false, hd, T, T, xt, T, ds, T, yt, T, false)
-			transposeInto(g.dkh[h*T*hd:], yt, hd, T, T)
+			gTranspose(xt, c.q[h*hd:], T, hd, qw)
+			gGemm(false, hd, T, T, xt, T, ds, T, yt, T, false)
+			gTranspose(g.dkh[h*T*hd:], yt, hd, T, T)
 			// dv_h = P_hᵀ·da_h = (da_hᵀ·P_h)ᵀ
-			transposeInto(xt, da, T, hd, qw)
-			gemm(false, hd, T, T, xt, T, p, T, yt, T, false)
-			transposeInto(g.dvh[h*T*hd:], yt, hd, T, T)
+			gTranspose(xt, da, T, hd, qw)
+			gGemm(false, hd, T, T, xt, T, p, T, yt, T, false)
+			gTranspose(g.dvh[h*T*hd:], yt, hd, T, T)
 		}
 	})
 	clear(g.dk[:T*kw])

@@ -45,9 +45,9 @@ var lkdStyles = []lkdStyle{
 	{name: "neox", layerNorm: true, act: nn.GELU, bias: true, rotDim: 4, parallel: true, kvHeads: 2},
 }
 
-// synthBlock builds a random block of the given style: hidden 16, 2 query
+// lkdSynthBlock builds a random block of the given style: hidden 16, 2 query
 // heads of 8, intermediate 24, weights of unit-variance gain.
-func synthBlock(st lkdStyle, seed uint64) (*model.Model, *model.Block) {
+func lkdSynthBlock(st lkdStyle, seed uint64) (*model.Model, *model.Block) {
 	const H, heads, hd, I = 16, 2, 8, 24
 	rng := rand.New(rand.NewPCG(seed, 7))
 	uni := func(n int, a float64) []float32 {
@@ -98,7 +98,7 @@ func synthBlock(st lkdStyle, seed uint64) (*model.Model, *model.Block) {
 	return m, b
 }
 
-// gradErrors compares the analytic gradients of L = Σ c ⊙ Block(x) with
+// lkdGradErrors compares the analytic gradients of L = Σ c ⊙ Block(x) with
 // respect to every linear's weight and to x against float64 central
 // differences, and returns, per role ("x" for the input), the largest
 // absolute difference over all elements relative to the largest analytic
@@ -106,7 +106,7 @@ func synthBlock(st lkdStyle, seed uint64) (*model.Model, *model.Block) {
 // the function it returns just after: it can break the backward pass (not
 // the forward the finite differences use) to show that the check catches
 // errors.
-func gradErrors(t *testing.T, m *model.Model, b *model.Block, T int, seed uint64, corrupt func(g *gBlock[float64]) (undo func())) map[string]float64 {
+func lkdGradErrors(t *testing.T, m *model.Model, b *model.Block, T int, seed uint64, corrupt func(g *gBlock[float64]) (undo func())) map[string]float64 {
 	t.Helper()
 	g, err := newGBlock[float64](b, m.Rope)
 	if err != nil {
@@ -181,19 +181,19 @@ func gradErrors(t *testing.T, m *model.Model, b *model.Block, T int, seed uint64
 func TestLKDBlockGradients(t *testing.T) {
 	for i, st := range lkdStyles {
 		t.Run(st.name, func(t *testing.T) {
-			m, b := synthBlock(st, uint64(i+1))
-			errs := gradErrors(t, m, b, 5, uint64(i+1), nil)
+			m, b := lkdSynthBlock(st, uint64(i+1))
+			errs := lkdGradErrors(t, m, b, 5, uint64(i+1), nil)
 			for role, e := range errs {
 				if e > 1e-6 {
 					t.Errorf("%s: gradient w.r.t. %s off by %.3g relative", st.name, role, e)
 				}
 			}
-			t.Logf("worst relative gradient error %.2g", maxOf(errs))
+			t.Logf("worst relative gradient error %.2g", lkdMaxOf(errs))
 		})
 	}
 }
 
-func maxOf(m map[string]float64) float64 {
+func lkdMaxOf(m map[string]float64) float64 {
 	var w float64
 	for _, v := range m {
 		w = max(w, v)
@@ -206,13 +206,13 @@ func maxOf(m map[string]float64) float64 {
 // in sin) is caught on q and k, and one flipped element of one weight
 // gradient is caught too.
 func TestLKDGradCheckCatchesErrors(t *testing.T) {
-	m, b := synthBlock(lkdStyles[0], 1)
+	m, b := lkdSynthBlock(lkdStyles[0], 1)
 	flip := func(g *gBlock[float64]) {
 		for i := range g.rope.sin {
 			g.rope.sin[i] = -g.rope.sin[i]
 		}
 	}
-	errs := gradErrors(t, m, b, 5, 1, func(g *gBlock[float64]) func() {
+	errs := lkdGradErrors(t, m, b, 5, 1, func(g *gBlock[float64]) func() {
 		flip(g)
 		return func() { flip(g) }
 	})
@@ -220,7 +220,7 @@ func TestLKDGradCheckCatchesErrors(t *testing.T) {
 		t.Errorf("RoPE backward with the wrong rotation went unnoticed: q %.3g, k %.3g", errs["q"], errs["k"])
 	}
 	q, k := errs["q"], errs["k"]
-	errs = gradErrors(t, m, b, 5, 1, func(g *gBlock[float64]) func() {
+	errs = lkdGradErrors(t, m, b, 5, 1, func(g *gBlock[float64]) func() {
 		// backward accumulates into dW: pre-load one element so the
 		// analytic gradient of "down" ends up wrong there.
 		g.down.dW[7] = 0.05
@@ -232,10 +232,10 @@ func TestLKDGradCheckCatchesErrors(t *testing.T) {
 	t.Logf("relative error with the RoPE sign bug: q %.2g, k %.2g; with one element off by 0.05: %.2g", q, k, errs["down"])
 }
 
-// runBlocks feeds sequences through every block of m, checking at each
+// lkdCheckForward feeds sequences through every block of m, checking at each
 // block that the differentiable float32 forward equals the production
 // BlockRunner to 1e-5 relative.
-func checkForward(t *testing.T, m *model.Model, seqs [][]int) float64 {
+func lkdCheckForward(t *testing.T, m *model.Model, seqs [][]int) float64 {
 	t.Helper()
 	acts, err := calib.Embed(m, seqs)
 	if err != nil {
@@ -274,11 +274,11 @@ func TestLKDForwardMatchesBlock(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := loadTiny(t, name)
 			seqs := calibSeqs(2, 40, m.Vocab)
-			fp := checkForward(t, m, seqs)
+			fp := lkdCheckForward(t, m, seqs)
 			if err := Run(m, nil, []Method{&RTN{Scheme: w4a8}}, nil); err != nil {
 				t.Fatal(err)
 			}
-			q := checkForward(t, m, seqs)
+			q := lkdCheckForward(t, m, seqs)
 			t.Logf("relative difference: FP32 %.2g, W4A8 %.2g", fp, q)
 		})
 	}
@@ -319,27 +319,27 @@ func TestLKDFloat32Gradients(t *testing.T) {
 			if _, err := g32.forward(x, T); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := g64.forward(toF[float64](x), T); err != nil {
+			if _, err := g64.forward(gFrom32[float64](x), T); err != nil {
 				t.Fatal(err)
 			}
 			dx32, dx64 := make([]float32, T*H), make([]float64, T*H)
 			g32.backward(c32, dx32)
-			g64.backward(toF[float64](c32), dx64)
+			g64.backward(gFrom32[float64](c32), dx64)
 			ls64 := g64.linears()
 			for i, l := range g32.linears() {
-				e := relErr64(l.dW, ls64[i].dW)
+				e := lkdRelErr64(l.dW, ls64[i].dW)
 				if e > 1e-4 {
 					t.Errorf("%s: float32 weight gradient differs from float64 by %.3g", l.role, e)
 				}
 			}
-			if e := relErr64(dx32, dx64); e > 1e-4 {
+			if e := lkdRelErr64(dx32, dx64); e > 1e-4 {
 				t.Errorf("float32 input gradient differs from float64 by %.3g", e)
 			}
 		})
 	}
 }
 
-func relErr64(a []float32, b []float64) float64 {
+func lkdRelErr64(a []float32, b []float64) float64 {
 	var num, den float64
 	for i := range a {
 		num = max(num, math.Abs(float64(a[i])-b[i]))
@@ -354,12 +354,12 @@ func TestLKDIdentifyActivation(t *testing.T) {
 		f    nn.Activation
 		want actKind
 	}{{nn.SiLU, actSiLU}, {nn.GELU, actGELU}, {nn.GELUTanh, actGELUTanh}, {nn.ReLU, actReLU}} {
-		got, err := identifyAct(&model.Block{Act: c.f})
+		got, err := lkdIdentifyAct(&model.Block{Act: c.f})
 		if err != nil || got != c.want {
 			t.Errorf("identified %v (%v), want %v", got, err, c.want)
 		}
 	}
-	if _, err := identifyAct(&model.Block{Act: func(x []float32) {
+	if _, err := lkdIdentifyAct(&model.Block{Act: func(x []float32) {
 		for i := range x {
 			x[i] = float32(math.Tanh(float64(x[i])))
 		}
@@ -618,7 +618,7 @@ func TestLKDLatentInit(t *testing.T) {
 				case wq[i]:
 					onGrid++
 				default:
-					if lo, hi := steBounds(spec, params[spec.ParamIndex(i/in, i%in, in)]); float64(v) != float64(float32(lo)) && float64(v) != float64(float32(hi)) {
+					if lo, hi := lkdSTEBounds(spec, params[spec.ParamIndex(i/in, i%in, in)]); float64(v) != float64(float32(lo)) && float64(v) != float64(float32(hi)) {
 						t.Fatalf("%s: latent[%d] = %v is neither the FP weight %v, its grid point %v nor a range end", s, i, v, w[i], wq[i])
 					}
 				}
@@ -635,7 +635,7 @@ func TestLKDLatentInit(t *testing.T) {
 				tl.step(50, it)
 			}
 			for i, v := range tl.latent {
-				lo, hi := steBounds(spec, params[spec.ParamIndex(i/in, i%in, in)])
+				lo, hi := lkdSTEBounds(spec, params[spec.ParamIndex(i/in, i%in, in)])
 				if float64(v) < float64(float32(lo)) || float64(v) > float64(float32(hi)) {
 					t.Fatalf("%s: latent %v escaped [%v, %v]", s, v, lo, hi)
 				}
