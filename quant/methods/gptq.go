@@ -405,6 +405,7 @@ func gptqQuantize(w []float32, rows, cols int, hs *gptqHessian, spec quant.Spec,
 		if params, err = quant.ComputeParams(w0, rows, cols, spec); err != nil {
 			return nil, err
 		}
+		refinePow2(w0, rows, cols, spec, params) // best member of the pow2 constraint set (see pow2.go)
 	}
 	_, pc := spec.ParamShape(rows, cols)
 	wq := make([]float32, rows*cols) // quantized values, original order
@@ -431,6 +432,13 @@ func gptqQuantize(w []float32, rows, cols int, hs *gptqHessian, spec quant.Spec,
 							lo, hi = min(lo, v), max(hi, v)
 						}
 						params[r*pc+g] = spec.ParamsMinMax(lo, hi)
+						if spec.Scale == quant.ScalePow2 {
+							vals := make([]float32, spec.GroupSize)
+							for c := range vals {
+								vals[c] = wt[(p+c)*rows+r]
+							}
+							params[r*pc+g] = bestPow2(vals, spec, params[r*pc+g], []float32{params[r*pc+g].Scale / 2})
+						}
 					}
 				}
 				inv := 1 / u[p*cols+p]
