@@ -1,0 +1,39 @@
+package kernels
+
+// Hooks for the external tests and benchmarks of the INT8 and int4 kernels
+// (package kernels_test, which also imports llmq/quant).
+
+// ClockLoop runs n iterations of 64 dependent single-cycle adds (asm builds
+// only).
+var ClockLoop = clockLoop
+
+// S8PeakLoop runs n register-only k4 steps of the 5×16 INT8 microkernel:
+// 320 int8 multiply-adds each (asm builds only).
+var S8PeakLoop = s8PeakLoop
+
+// S8KernelSet names the INT8 kernel set in use ("go" without assembly).
+func S8KernelSet() string {
+	if s := s8Active(); s != nil {
+		return s.name
+	}
+	return "go"
+}
+
+// SetS8Blocking overrides the INT8 blocking (k4 steps per block, rows and
+// columns per tile), the small-m threshold of GemmS8 and the packing budgets
+// (bytes); it returns a function restoring the previous values.
+func SetS8Blocking(kc4, mc, nc, smallM, aBudget, bBudget int) (restore func()) {
+	old := [...]int{s8KcMax, s8McMax, s8NcMax, s8SmallM, s8ABudget, s8BBudget}
+	s8KcMax, s8McMax, s8NcMax, s8SmallM, s8ABudget, s8BBudget = kc4, mc, nc, smallM, aBudget, bBudget
+	return func() {
+		s8KcMax, s8McMax, s8NcMax, s8SmallM, s8ABudget, s8BBudget = old[0], old[1], old[2], old[3], old[4], old[5]
+	}
+}
+
+// SetQ4Blocking overrides the int4 blocking (rows per tile, k per block,
+// columns per tile) and returns a function restoring it.
+func SetQ4Blocking(mc, kc, nc int) (restore func()) {
+	old := [...]int{q4McMax, q4KcMax, q4NcMax}
+	q4McMax, q4KcMax, q4NcMax = mc, kc, nc
+	return func() { q4McMax, q4KcMax, q4NcMax = old[0], old[1], old[2] }
+}
