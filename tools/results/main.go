@@ -179,6 +179,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "%s %-24s wiki %.3f (%+.2f%%) git %.3f (%+.2f%%) KL %.5f top1 %.4f %s\n",
 				set.model, r.recipe, res.PPLWiki, res.DWiki, res.PPLGit, res.DGit, res.KL, res.Top1, res.Bar)
 			results = append(results, res)
+			write(*out, results, *limit, *klWindows, *samples) // after every row: a partial table survives an interruption
 		}
 	}
 	write(*out, results, *limit, *klWindows, *samples)
@@ -237,7 +238,6 @@ func write(path string, results []result, limit, klWindows, samples int) {
 	check(os.WriteFile(path, b.Bytes(), 0o644))
 	raw, _ := json.MarshalIndent(results, "", "  ")
 	check(os.WriteFile(strings.TrimSuffix(path, filepath.Ext(path))+".json", append(raw, '\n'), 0o644))
-	fmt.Fprintf(os.Stderr, "wrote %s\n", path)
 }
 
 func run(name string, args ...string) {
