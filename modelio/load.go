@@ -14,10 +14,22 @@ import (
 	"llmq/quant/methods"
 )
 
+// Options tune Load.
+type Options struct {
+	// Reference keeps quantized layers on the reference path (dequantize,
+	// then FP32 GEMM) instead of the low-bit kernels — for debugging, and
+	// to check the kernels against.
+	Reference bool
+}
+
 // Load opens any model llmq reads: a Hugging Face folder, a llama2.c .bin,
 // or a quantized folder written by Save (recognised by its
-// quantization_config), whose quantized layers come back as they were saved.
-func Load(path string) (*model.Model, error) {
+// quantization_config), whose quantized layers come back as they were saved
+// and run on the low-bit kernels where the kernels cover their formats.
+func Load(path string) (*model.Model, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(path string, opt Options) (*model.Model, error) {
 	cfgPath := filepath.Join(path, "config.json")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -69,14 +81,14 @@ func Load(path string) (*model.Model, error) {
 	for i, b := range m.Blocks {
 		for _, nl := range b.Linears() {
 			if l, ok := q.built[m.LinearName(i, nl.Role)]; ok {
-				*nl.Linear = l
+				*nl.Linear = runtimeLayer(l, opt)
 				used++
 			}
 		}
 	}
 	if names, ok := m.TensorNames(); ok {
 		if l, ok := q.built[names.Head]; ok {
-			m.Head = l
+			m.Head = runtimeLayer(l, opt)
 			used++
 		}
 	}
@@ -284,4 +296,25 @@ func (q *qstore) quantLinear(name string, info LayerInfo, bias []float32) (*quan
 		}
 	}
 	return quant.NewQuantLinear(t, bias, act)
+}
+
+// runtimeLayer puts a stored layer on the low-bit kernels when they cover
+// its formats (and the options allow it).
+func runtimeLayer(l nn.Linear, opt Options) nn.Linear {
+	if opt.Reference {
+		return l
+	}
+	switch v := l.(type) {
+	case *quant.QuantLinear:
+		if f := quant.Fast(v); f != nil {
+			return f
+		}
+	case *methods.LowRankLinear:
+		if ql, ok := v.Base.(*quant.QuantLinear); ok {
+			if f := quant.Fast(ql); f != nil {
+				v.Base = f
+			}
+		}
+	}
+	return l
 }

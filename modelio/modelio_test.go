@@ -3,6 +3,7 @@ package modelio
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +67,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				if !bytes.Equal(ra, rb) {
 					t.Error("two saves of the same model differ")
 				}
-				back, err := Load(a)
+				back, err := LoadWith(a, Options{Reference: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fast, err := Load(a) // on the low-bit kernels where they apply
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -80,6 +85,18 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 					if got[i] != want[i] {
 						t.Fatalf("logit %d: loaded %v, in memory %v", i, got[i], want[i])
 					}
+				}
+				gotFast, err := fast.Forward(fast.NewState(40), probe, model.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var num, den float64
+				for i := range want {
+					num = math.Max(num, math.Abs(float64(gotFast[i]-want[i])))
+					den = math.Max(den, math.Abs(float64(want[i])))
+				}
+				if num/den > 1e-4 {
+					t.Errorf("kernel path: logits differ from the reference path by %.3g (relative)", num/den)
 				}
 				for i, blk := range back.Blocks {
 					orig := m.Blocks[i].Linears()

@@ -184,8 +184,13 @@ func (w *tensorWriter) linear(name string, l nn.Linear) (*LayerInfo, error) {
 		return nil, nil
 	case *quant.QuantLinear:
 		return w.quantLinear(name, v, "quant")
+	case *quant.FastLinear:
+		return w.quantLinear(name, v.Quant(), "quant")
 	case *methods.LowRankLinear:
 		base, ok := v.Base.(*quant.QuantLinear)
+		if f, fast := v.Base.(*quant.FastLinear); fast {
+			base, ok = f.Quant(), true
+		}
 		if !ok {
 			return nil, fmt.Errorf("%s: LoRC over a %T cannot be saved", name, v.Base)
 		}

@@ -12,13 +12,17 @@ import (
 	"llmq/tokenizer"
 )
 
+// reference, set by --reference, keeps quantized layers on the
+// dequantize-then-FP32 path instead of the low-bit kernels.
+var reference bool
+
 // loadModel loads a model and reports how long it took.
 func loadModel(path string) (*model.Model, error) {
 	if path == "" {
 		return nil, fmt.Errorf("--model is required (a Hugging Face folder or a llama2.c .bin file)")
 	}
 	start := time.Now()
-	m, err := modelio.Load(path)
+	m, err := modelio.LoadWith(path, modelio.Options{Reference: reference})
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,7 @@ func run(args []string) int {
 		}
 		fs := flag.NewFlagSet("llmq "+c.name, flag.ContinueOnError)
 		threads := fs.Int("threads", runtime.NumCPU(), "worker threads for the numeric kernels")
+		fs.BoolVar(&reference, "reference", false, "run quantized layers by dequantizing to FP32 (for debugging) instead of the low-bit kernels")
 		c.flags(fs)
 		fs.Usage = func() {
 			out := fs.Output()

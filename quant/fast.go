@@ -1,0 +1,126 @@
+package quant
+
+import (
+	"fmt"
+	"sync"
+
+	"llmq/kernels"
+	"llmq/nn"
+)
+
+// FastLinear runs a QuantLinear on the low-bit kernels instead of the
+// reference dequantize-then-FP32 path, for the formats the kernels cover:
+//
+//	W8A8   int8 symmetric per-channel weights, int8 per-token dynamic
+//	       activations: y = s_x·s_w·(q_x·q_wᵀ) with an exact int32 product
+//	       (SmoothQuant's point: both scales lie on the outer dimensions, so
+//	       they factor out of the integer GEMM into its epilogue)
+//	W4A16  int4 weights (symmetric or asymmetric, per group or per channel),
+//	       FP32 activations: nibbles are unpacked in registers, so a decode
+//	       step reads half a byte per weight instead of four
+//	W4A8   the same weights with int8 per-token activations
+//
+// It computes the reference path's function up to FP32 summation order;
+// the one deliberate difference is that a NaN or Inf activation is
+// quantized (to 0 or ±127) instead of passed through. It holds the packed
+// codes only — no FP32 copy of the weight.
+type FastLinear struct {
+	q    *QuantLinear
+	s8   *kernels.PackedS8
+	q4   *kernels.PackedQ4
+	ws   []float32 // per-channel weight scales (W8A8)
+	act  bool      // quantize activations to int8 per token
+	bufs sync.Pool // *fastBuf
+}
+
+type fastBuf struct {
+	qx []int8
+	sx []float32
+}
+
+var _ nn.Linear = (*FastLinear)(nil)
+
+// Fast returns the kernel-backed twin of l, or nil when no kernel covers
+// its formats (it then stays on the reference path).
+func Fast(l *QuantLinear) *FastLinear {
+	t, a := l.w, l.act
+	actS8 := false
+	if a != nil {
+		if a.Static || a.Spec != MustParseSpec("int8-sym-token") {
+			return nil
+		}
+		actS8 = true
+	}
+	s := t.Spec
+	if s.Format != FormatInt || s.Scale != ScaleAny {
+		return nil
+	}
+	f := &FastLinear{q: l, act: actS8}
+	switch {
+	case s.Bits == 8 && s.Symmetric && s.Granularity == PerChannel && actS8:
+		codes := t.Codes()
+		w := make([]int8, len(codes))
+		for i, c := range codes {
+			w[i] = int8(c)
+		}
+		f.s8 = kernels.PackS8(w, t.Rows, t.Cols)
+		f.ws = append([]float32(nil), t.Scales...)
+	case s.Bits == 4 && (s.Granularity == PerGroup || s.Granularity == PerChannel):
+		gs := s.GroupSize
+		if s.Granularity == PerChannel {
+			gs = t.Cols
+		}
+		f.q4 = kernels.PackQ4(t.Data, t.Rows, t.Cols, gs, t.Scales, t.Zeros)
+	default:
+		return nil
+	}
+	return f
+}
+
+func (f *FastLinear) In() int  { return f.q.In() }
+func (f *FastLinear) Out() int { return f.q.Out() }
+
+// Quant is the layer's quantized form (for saving and reports).
+func (f *FastLinear) Quant() *QuantLinear { return f.q }
+
+// Bytes is the storage of the packed weights, scales and bias.
+func (f *FastLinear) Bytes() int { return f.q.Bytes() }
+
+func (f *FastLinear) String() string {
+	kind := "W4A16"
+	switch {
+	case f.s8 != nil:
+		kind = "W8A8"
+	case f.act:
+		kind = "W4A8"
+	}
+	return fmt.Sprintf("FastLinear(%s, %d→%d, W %v)", kind, f.In(), f.Out(), f.q.w.Spec)
+}
+
+func (f *FastLinear) Forward(y, x []float32, rows int) {
+	in, out := f.In(), f.Out()
+	if !f.act {
+		f.q4.MatMul(y[:rows*out], x[:rows*in], rows)
+		nn.AddBias(y, f.q.bias, rows)
+		return
+	}
+	b, _ := f.bufs.Get().(*fastBuf)
+	if b == nil {
+		b = &fastBuf{}
+	}
+	if cap(b.qx) < rows*in {
+		b.qx = make([]int8, rows*in)
+	}
+	if cap(b.sx) < rows {
+		b.sx = make([]float32, rows)
+	}
+	qx, sx := b.qx[:rows*in], b.sx[:rows]
+	kernels.QuantizeRowsS8(qx, sx, x, rows, in)
+	if f.s8 != nil {
+		f.s8.MatMulScaled(y[:rows*out], qx, sx, rows, f.ws, f.q.bias)
+	} else {
+		f.q4.MatMulS8(y[:rows*out], qx, sx, rows)
+		nn.AddBias(y, f.q.bias, rows)
+	}
+	f.bufs.Put(b)
+}

@@ -1,0 +1,71 @@
+package quant
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// The kernel path computes what the reference path computes, up to FP32
+// summation order.
+func TestFastMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	cases := []struct {
+		w, a     string
+		rows, in int
+		fast     bool
+	}{
+		{"int8-sym-channel", "int8-sym-token", 5, 96, true},
+		{"int8-sym-channel", "int8-sym-token", 1, 200, true},
+		{"int4-sym-g32", "", 3, 128, true},
+		{"int4-asym-g64", "", 1, 256, true},
+		{"int4-asym-channel", "", 4, 77, true},
+		{"int4-sym-g32", "int8-sym-token", 6, 64, true},
+		{"int8-sym-channel", "", 2, 64, false},          // W8A16: no kernel
+		{"int4-sym-g32", "int8-sym-tensor", 2, 64, false}, // per-tensor acts: no kernel
+		{"fp4e2m1-g32", "", 2, 64, false},
+	}
+	for _, c := range cases {
+		out := 37
+		w := make([]float32, out*c.in)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64())
+		}
+		bias := make([]float32, out)
+		for i := range bias {
+			bias[i] = float32(rng.NormFloat64())
+		}
+		var act *ActQuant
+		if c.a != "" {
+			act = DynamicAct(MustParseSpec(c.a))
+		}
+		ref, err := QuantizeLinear(w, bias, out, c.in, MustParseSpec(c.w), act)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := Fast(ref)
+		if (f != nil) != c.fast {
+			t.Errorf("%s / %q: Fast available = %v, want %v", c.w, c.a, f != nil, c.fast)
+			continue
+		}
+		if f == nil {
+			continue
+		}
+		x := make([]float32, c.rows*c.in)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * 3)
+		}
+		want := make([]float32, c.rows*out)
+		got := make([]float32, c.rows*out)
+		ref.Forward(want, x, c.rows)
+		f.Forward(got, x, c.rows)
+		var num, den float64
+		for i := range want {
+			num = math.Max(num, math.Abs(float64(got[i]-want[i])))
+			den = math.Max(den, math.Abs(float64(want[i])))
+		}
+		if num/den > 1e-5 {
+			t.Errorf("%s / %q: kernel path differs from the reference by %.3g (relative)", c.w, c.a, num/den)
+		}
+	}
+}
