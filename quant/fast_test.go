@@ -21,7 +21,7 @@ func TestFastMatchesReference(t *testing.T) {
 		{"int4-asym-g64", "", 1, 256, true},
 		{"int4-asym-channel", "", 4, 77, true},
 		{"int4-sym-g32", "int8-sym-token", 6, 64, true},
-		{"int8-sym-channel", "", 2, 64, false},          // W8A16: no kernel
+		{"int8-sym-channel", "", 2, 64, false},            // W8A16: no kernel
 		{"int4-sym-g32", "int8-sym-tensor", 2, 64, false}, // per-tensor acts: no kernel
 		{"fp4e2m1-g32", "", 2, 64, false},
 	}
