@@ -177,12 +177,8 @@ func (b *Block) numParams() int {
 		}
 	}
 	for _, nm := range []nn.Norm{b.Norm1, b.Norm2} {
-		switch v := nm.(type) {
-		case *nn.RMSNorm:
-			n += len(v.W)
-		case *nn.LayerNorm:
-			n += len(v.W) + len(v.B)
-		}
+		w, bias := nn.NormParams(nm)
+		n += len(w) + len(bias)
 	}
 	return n
 }

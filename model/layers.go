@@ -148,3 +148,38 @@ func (m *Model) TensorNames() (OuterNames, bool) {
 	n, ok := outerNames[arch]
 	return n, ok
 }
+
+// Bytes is the storage of the model's weights as they are held now: FP32
+// tensors at 4 bytes a value, quantized layers at their packed size (every
+// layer type reports its own through a Bytes method). A head tied to the
+// embedding counts once.
+func (m *Model) Bytes() int64 {
+	n := 4 * int64(len(m.Embed)+len(m.Pos))
+	layer := func(l nn.Linear) int64 {
+		if b, ok := l.(interface{ Bytes() int }); ok {
+			return int64(b.Bytes())
+		}
+		if lz, ok := l.(*LazyDense); ok {
+			return 4 * int64(lz.out*lz.in)
+		}
+		return 0
+	}
+	norm := func(x nn.Norm) int64 {
+		if x == nil {
+			return 0
+		}
+		w, b := nn.NormParams(x)
+		return 4 * int64(len(w)+len(b))
+	}
+	for _, b := range m.Blocks {
+		for _, nl := range b.Linears() {
+			n += layer(*nl.Linear)
+		}
+		n += norm(b.Norm1) + norm(b.Norm2)
+	}
+	n += norm(m.Norm)
+	if d, ok := m.Head.(*nn.Dense); !ok || len(d.W) == 0 || len(m.Embed) == 0 || &d.W[0] != &m.Embed[0] {
+		n += layer(m.Head)
+	}
+	return n
+}

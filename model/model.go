@@ -132,7 +132,8 @@ func (m *Model) NumParams() int {
 		n += len(d.W) + len(d.B)
 	}
 	if m.Norm != nil {
-		n += 2 * m.Norm.Width()
+		w, b := nn.NormParams(m.Norm)
+		n += len(w) + len(b)
 	}
 	return n
 }

@@ -134,7 +134,7 @@ func (q *qstore) Float32(name string) ([]float32, checkpoint.TensorInfo, error) 
 func dequantized(l nn.Linear) []float32 {
 	switch v := l.(type) {
 	case *quant.QuantLinear:
-		return append([]float32(nil), v.DequantizedWeight()...)
+		return v.Weight().Dequantize() // not DequantizedWeight: that would keep a cache
 	case *methods.LowRankLinear:
 		return dequantized(v.Base)
 	case *methods.Int8Linear:

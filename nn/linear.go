@@ -28,6 +28,9 @@ func NewDense(w, b []float32, out, in int) *Dense {
 	return &Dense{W: w, B: b, in: in, out: out}
 }
 
+// Bytes is the weights' storage: 4 bytes per weight and bias value.
+func (d *Dense) Bytes() int { return 4 * (len(d.W) + len(d.B)) }
+
 func (d *Dense) In() int  { return d.in }
 func (d *Dense) Out() int { return d.out }
 

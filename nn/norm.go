@@ -63,3 +63,15 @@ func (n *LayerNorm) Forward(y, x []float32, rows int) {
 		}
 	}
 }
+
+// NormParams returns a norm's weight and bias (nil for RMSNorm), the
+// tensors that methods such as SmoothQuant fold scales into.
+func NormParams(n Norm) (w, b []float32) {
+	switch v := n.(type) {
+	case *RMSNorm:
+		return v.W, nil
+	case *LayerNorm:
+		return v.W, v.B
+	}
+	return nil, nil
+}

@@ -46,6 +46,8 @@ func TestCLI(t *testing.T) {
 		{[]string{"tokenize", "--model", llama, "--no-bos"}, "Hello world", 0, "15043 3186\n"},
 		{[]string{"eval", "--model", llama, "--limit", "1", "--seqlen", "64", "--json"}, "", 0, `"windows":1`},
 		{[]string{"generate", "--model", llama, "--prompt", "The", "-n", "4"}, "", 0, "The"},
+		{[]string{"bench", "--model", llama, "--one", "--prompt-len", "8", "--gen", "2", "--reps", "1"}, "", 0, `"decode_tokens_per_second"`},
+		{[]string{"bench", "--model", llama, "--gen", "0"}, "", 1, ""},
 	}
 	for _, c := range cases {
 		code, out := capture(t, c.stdin, c.args...)

@@ -377,7 +377,7 @@ func snapshotBlock(b *model.Block) *blockSnapshot {
 		}
 	}
 	for _, n := range []nn.Norm{b.Norm1, b.Norm2} {
-		w, bias := normParams(n)
+		w, bias := nn.NormParams(n)
 		s.norms = append(s.norms, append([]float32(nil), w...))
 		s.normsB = append(s.normsB, append([]float32(nil), bias...))
 	}
@@ -393,20 +393,10 @@ func (s *blockSnapshot) restore() {
 		}
 	}
 	for i, n := range []nn.Norm{s.b.Norm1, s.b.Norm2} {
-		w, bias := normParams(n)
+		w, bias := nn.NormParams(n)
 		copy(w, s.norms[i])
 		copy(bias, s.normsB[i])
 	}
-}
-
-func normParams(n nn.Norm) (w, b []float32) {
-	switch v := n.(type) {
-	case *nn.RMSNorm:
-		return v.W, nil
-	case *nn.LayerNorm:
-		return v.W, v.B
-	}
-	return nil, nil
 }
 
 // onlyRoles selects exactly the given roles of a layer.
