@@ -44,7 +44,7 @@ type Modifier struct {
 	Kind  string // e.g. "GPTQModifier"
 	Stage string
 	Line  int
-	build func(m *model.Model, prev []methods.Method) ([]methods.Method, error)
+	build buildFunc
 }
 
 // Load reads a recipe file, or a built-in preset when name has no path
@@ -152,7 +152,7 @@ func decodeStrict(node *yaml.Node, v any) error {
 }
 
 // builder parses a modifier's settings and returns how to build its methods.
-type builder func(body *yaml.Node) (func(m *model.Model, prev []methods.Method) ([]methods.Method, error), error)
+type builder func(body *yaml.Node) (buildFunc, error)
 
 var modifiers = map[string]builder{}
 
