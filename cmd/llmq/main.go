@@ -3,6 +3,10 @@
 //	llmq eval      perplexity of a model on a text file (WikiText-2 protocol)
 //	llmq generate  text from a prompt (greedy or seeded top-p sampling)
 //	llmq tokenize  print the token ids of a text
+//	llmq quantize  apply a recipe and save the quantized model
+//	llmq bench     prefill/decode speed and memory, FP32 vs quantized
+//	llmq inspect   activation-outlier and quantization-error report (HTML)
+//	llmq export    compressed-tensors (vLLM) or GGUF (llama.cpp)
 //
 // Run "llmq help COMMAND" for a command's flags.
 package main
