@@ -103,6 +103,8 @@ func TestRecipeErrors(t *testing.T) {
 		{"bad strength", "s_stage:\n  m_modifiers:\n    SmoothQuantModifier:\n      smoothing_strength: 1.5\n", "smoothing_strength"},
 		{"bad regexp", "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      targets: [\"re:(\"]\n      scheme: W8A8\n", "pattern"},
 		{"static per-token acts", "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 8}\n          input_activations: {num_bits: 8, strategy: token, dynamic: false}\n", "static"},
+		{"unknown observer", "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 4, group_size: 128, observer: percentile}\n", "observer"},
+		{"mse observer on activations", "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 8}\n          input_activations: {num_bits: 8, observer: mse}\n", "weights only"},
 		{"empty", "", "empty"},
 		{"not yaml", "s_stage: [\n", "yaml"},
 	}

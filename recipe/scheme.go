@@ -19,8 +19,10 @@ type QuantArgs struct {
 	GroupSize int    `yaml:"group_size"`
 	Dynamic   *bool  `yaml:"dynamic"`
 	// ActOrder is GPTQ's column reordering: group / weight / true select it.
-	ActOrder any    `yaml:"actorder"`
-	Observer string `yaml:"observer"` // minmax (the only supported observer)
+	ActOrder any `yaml:"actorder"`
+	// Observer picks weight ranges: minmax, or mse (the shrink search of
+	// GPTQ's reference quantizer, quant.Spec.ParamsMSE).
+	Observer string `yaml:"observer"`
 	// ScaleConstraint is an llmq extension for ZeroQuant-FP: pow2 (M1) or
 	// pow2ratio (M2).
 	ScaleConstraint string `yaml:"scale_constraint"`
@@ -94,8 +96,14 @@ func (a *QuantArgs) spec(acts bool) (quant.Spec, error) {
 	default:
 		return s, fmt.Errorf("scale_constraint %q: want pow2 or pow2ratio", a.ScaleConstraint)
 	}
-	if a.Observer != "" && a.Observer != "minmax" {
-		return s, fmt.Errorf("observer %q is not supported (minmax)", a.Observer)
+	switch a.Observer {
+	case "", "minmax":
+	case "mse":
+		if acts {
+			return s, fmt.Errorf("observer mse applies to weights only")
+		}
+	default:
+		return s, fmt.Errorf("observer %q is not supported (minmax, mse)", a.Observer)
 	}
 	s.FullRange = a.FullRange
 	if _, err := quant.ParseSpec(s.String()); err != nil {
@@ -151,6 +159,7 @@ func (g *ConfigGroup) scheme() (methods.Scheme, bool, error) {
 		return sc, false, fmt.Errorf("weights: strategy token applies to activations only")
 	}
 	sc.Weights = w
+	sc.MSEWeights = g.Weights.Observer == "mse"
 	ao, err := g.Weights.actOrder()
 	if err != nil {
 		return sc, false, fmt.Errorf("weights: %w", err)

@@ -82,6 +82,13 @@ import (
 //     row-level pow2ratio constraint): every group's parameters come from
 //     the original W before the loop, as AutoGPTQ's static_groups=True.
 //
+// Group ranges: min/max by default; with MSE (the recipe's weights
+// observer "mse", the reference quantizer's mse=True) each group's range is
+// the shrink p·[min, max] minimizing Σ|w − Q(w)|^2.4 over the group's
+// current values (quant.Spec.ParamsMSE). At 4 bits and below, min/max spends
+// the few levels on each group's extreme weights; on wiki-llama-25m W4A16
+// g128 the search takes GPTQ from +1.5 % to −0.2 % ppl over FP32.
+//
 // Act-order (desc_act): columns are processed by decreasing H_jj, so the
 // inputs with the most energy are quantized first, while many columns remain
 // to absorb their error (a heuristic of the reference implementation, for
@@ -116,6 +123,10 @@ type GPTQ struct {
 	// StaticGroups computes group parameters from the original weights
 	// before the loop (implied by ActOrder).
 	StaticGroups bool
+	// MSE chooses each group's range by the shrink search of the
+	// reference's mse=True quantizer (quant.Spec.ParamsMSE) instead of
+	// min/max — the recipe's weights observer "mse".
+	MSE bool
 	// TrueSequential quantizes the block's input groups in order,
 	// re-collecting Hessians after each (NewGPTQ sets it).
 	TrueSequential bool
@@ -230,11 +241,12 @@ func (g *GPTQ) quantizeGroup(l *Layer, roles []string, stats map[string]*calib.S
 type gptqConfig struct {
 	damp         float64
 	blockSize    int
+	mse          bool
 	staticGroups bool
 }
 
 func (g *GPTQ) config() gptqConfig {
-	c := gptqConfig{damp: g.DampFrac, blockSize: g.BlockSize, staticGroups: g.StaticGroups || g.ActOrder}
+	c := gptqConfig{damp: g.DampFrac, blockSize: g.BlockSize, staticGroups: g.StaticGroups || g.ActOrder, mse: g.MSE || g.Scheme.MSEWeights}
 	if c.damp <= 0 || math.IsNaN(c.damp) {
 		c.damp = 0.01
 	}
@@ -402,7 +414,11 @@ func gptqQuantize(w []float32, rows, cols int, hs *gptqHessian, spec quant.Spec,
 		params = make([]quant.Params, spec.NumParams(rows, cols))
 	} else {
 		var err error
-		if params, err = quant.ComputeParams(w0, rows, cols, spec); err != nil {
+		compute := quant.ComputeParams
+		if cfg.mse {
+			compute = quant.ComputeParamsMSE
+		}
+		if params, err = compute(w0, rows, cols, spec); err != nil {
 			return nil, err
 		}
 		refinePow2(w0, rows, cols, spec, params) // best member of the pow2 constraint set (see pow2.go)
@@ -426,6 +442,14 @@ func gptqQuantize(w []float32, rows, cols int, hs *gptqHessian, spec quant.Spec,
 				if dynamic && j%spec.GroupSize == 0 {
 					g := j / spec.GroupSize
 					for r := r0; r < r1; r++ {
+						if cfg.mse && spec.Scale == quant.ScaleAny {
+							vals := make([]float32, spec.GroupSize)
+							for c := range vals {
+								vals[c] = wt[(p+c)*rows+r]
+							}
+							params[r*pc+g] = spec.ParamsMSE(vals)
+							continue
+						}
 						lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
 						for c := p; c < p+spec.GroupSize; c++ {
 							v := wt[c*rows+r]

@@ -137,9 +137,21 @@ func (s *Selector) Roles(l *Layer) []string {
 // its input activations' (nil: weight-only, the "W4A16" family). Static
 // activations are per-tensor with the range calibrated offline.
 type Scheme struct {
-	Weights    quant.Spec
+	Weights quant.Spec
+	// MSEWeights picks each weight group's range by the shrink search of
+	// quant.Spec.ParamsMSE (observer "mse") instead of min/max.
+	MSEWeights bool
 	Acts       *quant.Spec
 	StaticActs bool
+}
+
+// WeightParams computes the weight parameters of w [rows×cols] with the
+// scheme's observer.
+func (s Scheme) WeightParams(w []float32, rows, cols int) ([]quant.Params, error) {
+	if s.MSEWeights {
+		return quant.ComputeParamsMSE(w, rows, cols, s.Weights)
+	}
+	return quant.ComputeParams(w, rows, cols, s.Weights)
 }
 
 // String names the scheme, e.g. "W int8-sym-channel, A dynamic int8-sym-token".

@@ -47,7 +47,7 @@ func (r *RTN) quantize(l *Layer, roles []string, stats map[string]*calib.Stats) 
 			return fmt.Errorf("%s: %w", l.Name(role), err)
 		}
 		spec := r.Scheme.Weights
-		params, err := quant.ComputeParams(d.W, d.Out(), d.In(), spec)
+		params, err := r.Scheme.WeightParams(d.W, d.Out(), d.In())
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Name(role), err)
 		}
