@@ -57,6 +57,27 @@ import (
 // 8 lanes × 2 flops = 32). The benchmarks in int8_bench_test.go measure the
 // clock and this ceiling (s8PeakLoop) on the machine at hand.
 //
+// # The VNNI method
+//
+// AVX-512 VNNI's VPDPBUSD multiplies 4 unsigned bytes by 4 signed bytes per
+// dword lane and adds the four products to an int32 accumulator without
+// saturation: 64 multiply-adds per zmm instruction, one instruction where
+// the AVX2 method needs four per 32. Its first operand must be unsigned, so
+// the activations are stored in offset binary, a+128 ∈ [0, 255] (a XOR
+// 0x80 while A is packed), and the weights stay signed:
+//
+//	Σ_p (a_p + 128)·b_p = Σ_p a_p·b_p + 128·Σ_p b_p
+//
+// The last term depends only on the output column, so the driver subtracts
+// 128·colsum[j] (computed once when W is packed) from every row of the
+// int32 tile before the epilogue. Every int8 activation, −128 included, is
+// exact (no clamping); a dword's four products are at most 4·255·128 in
+// magnitude, far inside int32. The kernel (s8VKernel*x32) reads two B
+// panels (32 columns) per k4 step, so per step it issues two zmm loads of
+// B, R dword broadcasts of A and 2·R VPDPBUSD into 2·R independent
+// accumulators. The few-row GEMV (s8DotRows) stays on the AVX2 method,
+// whose speed there is bound by streaming W from memory anyway.
+//
 // # Layouts and blocking
 //
 // B (weights, [n×k] row-major like PyTorch's [out×in]) is packed into panels
@@ -102,16 +123,30 @@ type s8Set struct {
 	// tile computes C[rows×16] (int32, row stride ldc) (+)= A·B over k4
 	// steps for np micro-panels of A (astride bytes apart).
 	tile func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+	// tile2, if not nil, is tile on two B micro-panels at once (bstride
+	// bytes apart), writing 32 columns of C.
+	tile2 func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
 	// dotRows computes c[j] = Σ_{p<32·k32} a[p]·b[j·ldb+p], a in [−127, 127].
 	dotRows func(k32 int, a, b *byte, ldb int, nrows int, c *int32)
+	// unsignedA: tile reads the A micro-panels as offset binary a+128
+	// (packed as a XOR 0x80) and returns Σ (a+128)·b; the driver subtracts
+	// 128·Σ_p b[j][p] from the column sums of the packed B (see "The VNNI
+	// method" above).
+	unsignedA bool
 }
+
+// s8Override, when not nil, replaces s8Best (tests run every kernel set).
+var s8Override atomic.Pointer[s8Set]
 
 // s8Active returns the kernel set to use now (nil: pure Go).
 func s8Active() *s8Set {
-	if asmOn.Load() {
-		return s8Best
+	if !asmOn.Load() {
+		return nil
 	}
-	return nil
+	if o := s8Override.Load(); o != nil {
+		return o
+	}
+	return s8Best
 }
 
 // bytesOf views an int8 slice as bytes.
@@ -156,6 +191,7 @@ func has80(v uint32) bool {
 type PackedS8 struct {
 	n, k, k4 int
 	data     []byte
+	colSum   []int32 // Σ_p W[j][p] per output, for offset-binary activations
 }
 
 // PackS8 copies W (n×k int8, row-major, len(w) ≥ n·k) into a new PackedS8.
@@ -165,12 +201,12 @@ func PackS8(w []int8, n, k int) *PackedS8 {
 	}
 	k4 := (k + 3) / 4
 	np := (n + s8NR - 1) / s8NR
-	p := &PackedS8{n: n, k: k, k4: k4, data: alignedBytes(np * k4 * s8PanelB)}
+	p := &PackedS8{n: n, k: k, k4: k4, data: alignedBytes(np * k4 * s8PanelB), colSum: make([]int32, np*s8NR)}
 	if n == 0 || k == 0 {
 		return p
 	}
 	b := bytesOf(w)
-	job := &s8PackJob{b: b, ldb: k, n: n, k: k, dst: p.data}
+	job := &s8PackJob{b: b, ldb: k, n: n, k: k, dst: p.data, sum: p.colSum}
 	parallelDynamic(np, workersFor(float64(n*k)*8, np), job)
 	return p
 }
@@ -192,14 +228,39 @@ type s8PackJob struct {
 	ldb    int
 	n, k   int
 	dst    []byte
-	offset int // first panel's index in dst
+	sum    []int32 // column sums, indexed like dst's columns
+	offset int     // first panel's index in dst
 }
 
 func (t *s8PackJob) run(jp int) {
 	k4 := (t.k + 3) / 4
 	j0 := jp * s8NR
 	dst := t.dst[(jp-t.offset)*k4*s8PanelB : (jp-t.offset+1)*k4*s8PanelB]
-	packBS8(dst, t.b[j0*t.ldb:], t.ldb, min(s8NR, t.n-j0), t.k)
+	cols := min(s8NR, t.n-j0)
+	packBS8(dst, t.b[j0*t.ldb:], t.ldb, cols, t.k)
+	colSumsS8(t.sum[(jp-t.offset)*s8NR:(jp-t.offset+1)*s8NR], t.b[j0*t.ldb:], t.ldb, cols, t.k)
+}
+
+// colSumsS8 writes Σ_p b[j][p] for the cols rows of b (row stride ldb,
+// columns [0,k)) to sum[j], and 0 to the padding entries up to len(sum).
+func colSumsS8(sum []int32, b []byte, ldb, cols, k int) {
+	for j := range sum {
+		var s int32
+		if j < cols {
+			for _, v := range b[j*ldb : j*ldb+k] {
+				s += int32(int8(v))
+			}
+		}
+		sum[j] = s
+	}
+}
+
+// offsetAS8 turns packed int8 activations into the offset-binary a+128 the
+// unsignedA kernels read (XOR 0x80 flips the sign bit: −128…127 → 0…255).
+func offsetAS8(x []byte) {
+	for i := range x {
+		x[i] ^= 0x80
+	}
 }
 
 // packBS8 packs cols (≤ 16) rows of b (row stride ldb), columns [0,k), into
@@ -468,12 +529,14 @@ func gemmS8(m, n, k int, a []byte, lda int, b []byte, ldb int, pb *PackedS8, out
 	*g = s8Ctx{set: set, k: k, k4: k4, lda: lda}
 	mch := max(s8MRows, s8ABudget/(k4*4)/s8MRows*s8MRows)
 	abuf, ap := getBytes(min(m, mch) * k4 * 4)
-	var bbuf *floatBuf
+	var bbuf, sbuf *floatBuf
 	var bp []byte
+	var bsum []int32
 	nch := n
 	if pb == nil {
 		nch = max(s8NR, s8BBudget/(k4*s8PanelB)*s8NR)
 		bbuf, bp = getBytes(roundUp(min(n, nch), s8NR) * k4 * 4)
+		sbuf, bsum = getInt32s(roundUp(min(n, nch), s8NR))
 	}
 	for i0 := 0; i0 < m; i0 += mch {
 		mm := min(mch, m-i0)
@@ -486,9 +549,11 @@ func gemmS8(m, n, k int, a []byte, lda int, b []byte, ldb int, pb *PackedS8, out
 			if pb == nil {
 				g.b, g.ldb = b[j0*ldb:], ldb
 				g.bp = bp[:roundUp(nn, s8NR)*k4*4]
+				g.bsum = bsum[:roundUp(nn, s8NR)]
 				g.packB = true
 			} else {
 				g.bp = pb.data
+				g.bsum = pb.colSum
 				g.packB = false
 			}
 			g.out = out
@@ -508,6 +573,7 @@ func gemmS8(m, n, k int, a []byte, lda int, b []byte, ldb int, pb *PackedS8, out
 	putBuf(abuf)
 	if bbuf != nil {
 		putBuf(bbuf)
+		putBuf(sbuf)
 	}
 	*g = s8Ctx{}
 	s8CtxPool.Put(g)
@@ -525,6 +591,7 @@ type s8Ctx struct {
 	b           []byte // unpacked B (packB)
 	ldb         int
 	ap, bp      []byte
+	bsum        []int32 // column sums of the packed B (unsignedA sets)
 	packA       bool
 	packB       bool
 	npA, npB    int
@@ -603,7 +670,12 @@ func (g *s8Ctx) run(i int) {
 			i0 := ip * s8MRows
 			rows := min(s8MRows, g.m-i0)
 			dst := g.ap[i0*g.k4*4 : (i0+rows)*g.k4*4]
-			if packAS8(dst, g.a[i0*g.lda:], g.lda, rows, g.k) {
+			neg := packAS8(dst, g.a[i0*g.lda:], g.lda, rows, g.k)
+			if g.set != nil && g.set.unsignedA {
+				offsetAS8(dst) // −128 needs no clamping: it becomes 0
+				continue
+			}
+			if neg {
 				clampAS8(dst)
 				g.neg.Store(true)
 			}
@@ -612,7 +684,9 @@ func (g *s8Ctx) run(i int) {
 	}
 	jp := i - g.nPackA
 	j0 := jp * s8NR
-	packBS8(g.bp[jp*g.k4*s8PanelB:(jp+1)*g.k4*s8PanelB], g.b[j0*g.ldb:], g.ldb, min(s8NR, g.n-j0), g.k)
+	cols := min(s8NR, g.n-j0)
+	packBS8(g.bp[jp*g.k4*s8PanelB:(jp+1)*g.k4*s8PanelB], g.b[j0*g.ldb:], g.ldb, cols, g.k)
+	colSumsS8(g.bsum[jp*s8NR:(jp+1)*s8NR], g.b[j0*g.ldb:], g.ldb, cols, g.k)
 }
 
 // bAt reads W[j][q] from the packed panels of this product.
@@ -647,6 +721,22 @@ func (g *s8Ctx) tile(t int) {
 		for jp := jp0; jp < jp1; jp++ {
 			bpan := bp[jp*k4*s8PanelB+pc*s8PanelB : jp*k4*s8PanelB+(pc+kc)*s8PanelB]
 			ct := buf[(jp-jp0)*s8NR:]
+			if g.set != nil && g.set.tile2 != nil && jp+1 < jp1 {
+				// Two panels: the second starts k4 panel steps after the first.
+				_ = bp[(jp+1)*k4*s8PanelB+(pc+kc)*s8PanelB-1]
+				if nfull > 0 {
+					_ = ap[(i0+nfull*s8MRows)*k4*4-1]
+					_ = ct[(nfull*s8MRows-1)*width+2*s8NR-1]
+					g.set.tile2(s8MRows, kc, &ap[i0*k4*4+pc*s8MRows*4], &bpan[0], &ct[0], width, acc, nfull, s8MRows*k4*4, k4*s8PanelB)
+				}
+				if rem > 0 {
+					_ = ap[irem*k4*4+(pc+kc)*rem*4-1]
+					_ = ct[(rows-1)*width+2*s8NR-1]
+					g.set.tile2(rem, kc, &ap[irem*k4*4+pc*rem*4], &bpan[0], &ct[(irem-i0)*width], width, acc, 1, 0, k4*s8PanelB)
+				}
+				jp++
+				continue
+			}
 			if g.set == nil {
 				for i := i0; i < i1; i += s8MRows {
 					r := min(s8MRows, i1-i)
@@ -663,6 +753,16 @@ func (g *s8Ctx) tile(t int) {
 				_ = ap[irem*k4*4+(pc+kc)*rem*4-1]
 				_ = ct[(rows-1)*width+s8NR-1]
 				g.set.tile(rem, kc, &ap[irem*k4*4+pc*rem*4], &bpan[0], &ct[(irem-i0)*width], width, acc, 1, 0)
+			}
+		}
+	}
+	if g.set != nil && g.set.unsignedA {
+		// Σ (a+128)·b − 128·Σ b = Σ a·b, exactly (wrapping like the reference).
+		sum := g.bsum[jp0*s8NR : jp0*s8NR+width]
+		for r := 0; r < rows; r++ {
+			row := buf[r*width : (r+1)*width]
+			for j, v := range sum {
+				row[j] -= v << 7
 			}
 		}
 	}

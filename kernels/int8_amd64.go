@@ -62,13 +62,28 @@ var s8AVX2 = &s8Set{
 	dotRows: s8DotRows,
 }
 
-// s8Best is the fastest INT8 kernel set this CPU runs (nil: pure Go only).
-// A VPDPBUSD set (AVX-VNNI or AVX512-VNNI) would be chosen here, by
-// cpu.X86.HasAVXVNNI / HasAVX512VNNI, ahead of s8AVX2; it consumes the same
-// packed layouts.
+// s8Best is the fastest INT8 kernel set this CPU runs (nil: pure Go only):
+// AVX-512 VNNI where present, else AVX2. Both consume the same packed
+// layouts.
 var s8Best = func() *s8Set {
-	if cpuHasAsm {
+	switch {
+	case cpuHasVNNI:
+		return s8VNNI
+	case cpuHasAsm:
 		return s8AVX2
 	}
 	return nil
 }()
+
+// s8Sets lists every INT8 kernel set this CPU runs, fastest first (tests
+// run each of them).
+func s8Sets() []*s8Set {
+	var sets []*s8Set
+	if cpuHasVNNI {
+		sets = append(sets, s8VNNI)
+	}
+	if cpuHasAsm {
+		sets = append(sets, s8AVX2)
+	}
+	return sets
+}

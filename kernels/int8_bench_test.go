@@ -19,7 +19,10 @@ import (
 //	             (VPSIGNB, VPMADDUBSW, VPMADDWD, VPADDD per 32 MACs) →
 //	             GOPS on one core, and on all cores at once (·P)
 //
-// The theoretical ceiling of the method is 64 int8 ops/cycle/core (one
+//	vnni:        16 independent VPDPBUSD zmm per iteration on registers
+//	             only (CPUs with AVX-512 VNNI) → the VNNI peak, GOPS
+//
+// The theoretical ceiling of the AVX2 method is 64 int8 ops/cycle/core (one
 // 32-MAC block per cycle: two multiply pipes for VPMADDUBSW+VPMADDWD, four
 // ALU pipes for the four µops); GOPS/(GHz·64) is the fraction reached.
 func BenchmarkInt8Peak(b *testing.B) {
@@ -42,6 +45,26 @@ func BenchmarkInt8Peak(b *testing.B) {
 	// long runs per goroutine, so that start-up latency does not count
 	const nLong = 1 << 20
 	p := runtime.GOMAXPROCS(0)
+	if kernels.HasVNNI() {
+		// VPDPBUSD zmm: 64 multiply-adds = 128 ops per instruction.
+		b.Run("vnni_1core", func(b *testing.B) {
+			for b.Loop() {
+				kernels.S8VPeakLoop(n)
+			}
+			b.ReportMetric(16*128*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+		})
+		b.Run(fmt.Sprintf("vnni_%dcores", p), func(b *testing.B) {
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for w := 0; w < p; w++ {
+					wg.Add(1)
+					go func() { defer wg.Done(); kernels.S8VPeakLoop(nLong / 4) }()
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(16*128*float64(nLong/4)*float64(p)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+		})
+	}
 	b.Run(fmt.Sprintf("s8method_%dcores", p), func(b *testing.B) {
 		for b.Loop() {
 			var wg sync.WaitGroup

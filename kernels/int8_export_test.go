@@ -37,3 +37,38 @@ func SetQ4Blocking(mc, kc, nc int) (restore func()) {
 	q4McMax, q4KcMax, q4NcMax = mc, kc, nc
 	return func() { q4McMax, q4KcMax, q4NcMax = old[0], old[1], old[2] }
 }
+
+// S8VPeakLoop runs n iterations of 16 independent VPDPBUSD zmm: 1024 int8
+// multiply-adds each (CPUs with AVX-512 VNNI only).
+var S8VPeakLoop = s8VPeakLoop
+
+// HasVNNI reports whether the AVX-512 VNNI INT8 kernels run here.
+func HasVNNI() bool {
+	for _, s := range s8Sets() {
+		if s.unsignedA {
+			return true
+		}
+	}
+	return false
+}
+
+// S8Sets names the assembly INT8 kernel sets this CPU runs.
+func S8Sets() []string {
+	var names []string
+	for _, s := range s8Sets() {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+// UseS8Set makes the named kernel set (from S8Sets) the one in use and
+// returns a function restoring the default.
+func UseS8Set(name string) (restore func()) {
+	for _, s := range s8Sets() {
+		if s.name == name {
+			prev := s8Override.Swap(s)
+			return func() { s8Override.Store(prev) }
+		}
+	}
+	panic("kernels: no INT8 kernel set " + name)
+}

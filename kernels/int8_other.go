@@ -10,3 +10,7 @@ func s8AbsMax(n int, x *float32) float32                                      { 
 func s8Quant(n32 int, x *float32, dst *byte, s float32)                       { noAsm() }
 func clockLoop(n int)                                                         { noAsm() }
 func s8PeakLoop(n int)                                                        { noAsm() }
+func s8VPeakLoop(n int)                                                       { noAsm() }
+
+// s8Sets is empty: no assembly INT8 kernel sets in this build.
+func s8Sets() []*s8Set { return nil }

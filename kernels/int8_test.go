@@ -34,6 +34,31 @@ func withImpl(asm bool, f func()) {
 	f()
 }
 
+// s8Impls lists the INT8 GEMM implementations to test: pure Go, and every
+// assembly kernel set this CPU runs (AVX-512 VNNI, AVX2).
+func s8Impls(t testing.TB) []string {
+	impls := []string{"go"}
+	if kernels.HasAsm() {
+		impls = append(impls, kernels.S8Sets()...)
+	}
+	if len(impls) < 3 {
+		t.Logf("INT8 kernel sets tested: %v (the others need CPU features this machine lacks)", impls)
+	}
+	return impls
+}
+
+// withS8Impl runs f with the named INT8 implementation.
+func withS8Impl(name string, f func()) {
+	if name == "go" {
+		withImpl(false, f)
+		return
+	}
+	prev := kernels.SetAsm(true)
+	defer kernels.SetAsm(prev)
+	defer kernels.UseS8Set(name)()
+	f()
+}
+
 // randS8 returns n int8 values: uniform over the full range, with a share of
 // the extremes −128, −127 and 127 mixed in when extremes is set.
 func randS8(r *rand.Rand, n int, extremes bool) []int8 {
@@ -130,11 +155,11 @@ func TestGemmS8Fuzz(t *testing.T) {
 		a := randS8(r, (m-1)*lda+k, ext)
 		b := randS8(r, (n-1)*ldb+k, ext)
 		ref := refS8(m, n, k, a, lda, b, ldb)
-		for _, asm := range implPaths(t) {
-			withImpl(asm, func() {
+		for _, asm := range s8Impls(t) {
+			withS8Impl(asm, func() {
 				c := newC32(m, ldc)
 				kernels.GemmS8(m, n, k, a, lda, b, ldb, c, ldc)
-				checkS8C(t, fmt.Sprintf("%s m=%d n=%d k=%d", implName(asm), m, n, k), m, n, c, ldc, ref)
+				checkS8C(t, fmt.Sprintf("%s m=%d n=%d k=%d", asm, m, n, k), m, n, c, ldc, ref)
 			})
 		}
 	}
@@ -163,11 +188,11 @@ func TestGemmS8Extremes(t *testing.T) {
 					}
 				}
 				ref := refS8(s.m, s.n, s.k, a, s.k, b, s.k)
-				for _, asm := range implPaths(t) {
-					withImpl(asm, func() {
+				for _, asm := range s8Impls(t) {
+					withS8Impl(asm, func() {
 						c := newC32(s.m, s.n)
 						kernels.GemmS8(s.m, s.n, s.k, a, s.k, b, s.k, c, s.n)
-						checkS8C(t, fmt.Sprintf("%s %v a=%d b=%d", implName(asm), s, va, vb), s.m, s.n, c, s.n, ref)
+						checkS8C(t, fmt.Sprintf("%s %v a=%d b=%d", asm, s, va, vb), s.m, s.n, c, s.n, ref)
 					})
 				}
 			}
@@ -185,11 +210,11 @@ func TestGemmS8DeepK(t *testing.T) {
 			a := randS8(r, m*k, true)
 			b := randS8(r, n*k, true)
 			ref := refS8(m, n, k, a, k, b, k)
-			for _, asm := range implPaths(t) {
-				withImpl(asm, func() {
+			for _, asm := range s8Impls(t) {
+				withS8Impl(asm, func() {
 					c := newC32(m, n)
 					kernels.GemmS8(m, n, k, a, k, b, k, c, n)
-					checkS8C(t, fmt.Sprintf("%s m=%d k=%d", implName(asm), m, k), m, n, c, n, ref)
+					checkS8C(t, fmt.Sprintf("%s m=%d k=%d", asm, m, k), m, n, c, n, ref)
 				})
 			}
 		}
@@ -207,11 +232,11 @@ func TestGemmS8Blocking(t *testing.T) {
 		a := randS8(r, m*k, true)
 		b := randS8(r, n*k, true)
 		ref := refS8(m, n, k, a, k, b, k)
-		for _, asm := range implPaths(t) {
-			withImpl(asm, func() {
+		for _, asm := range s8Impls(t) {
+			withS8Impl(asm, func() {
 				c := newC32(m, n+1)
 				kernels.GemmS8(m, n, k, a, k, b, k, c, n+1)
-				checkS8C(t, fmt.Sprintf("%s m=%d n=%d k=%d", implName(asm), m, n, k), m, n, c, n+1, ref)
+				checkS8C(t, fmt.Sprintf("%s m=%d n=%d k=%d", asm, m, n, k), m, n, c, n+1, ref)
 			})
 		}
 	}
@@ -244,9 +269,9 @@ func TestGemmS8Scaled(t *testing.T) {
 		acc := refS8(m, n, k, a, k, b, k)
 		ref := refScaled(m, n, acc, as, bs, bias)
 		pb := kernels.PackS8(b, n, k)
-		for _, asm := range implPaths(t) {
-			withImpl(asm, func() {
-				name := fmt.Sprintf("%s m=%d n=%d k=%d bias=%v", implName(asm), m, n, k, bias != nil)
+		for _, asm := range s8Impls(t) {
+			withS8Impl(asm, func() {
+				name := fmt.Sprintf("%s m=%d n=%d k=%d bias=%v", asm, m, n, k, bias != nil)
 				c := make([]float32, m*n)
 				kernels.GemmS8Scaled(m, n, k, a, k, as, b, k, bs, bias, c, n)
 				checkF32Exact(t, "GemmS8Scaled "+name, c, ref)
@@ -443,8 +468,8 @@ func TestW8A8EndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	pb := kernels.PackS8(wq, n, k)
-	for _, asm := range implPaths(t) {
-		withImpl(asm, func() {
+	for _, asm := range s8Impls(t) {
+		withS8Impl(asm, func() {
 			q := make([]int8, m*k)
 			s := make([]float32, m)
 			kernels.QuantizeRowsS8(q, s, x, m, k)
@@ -459,7 +484,7 @@ func TestW8A8EndToEnd(t *testing.T) {
 						mag += math.Abs(v)
 					}
 					if d := math.Abs(float64(c[i*n+j]) - ref); d > 1e-6*mag+1e-30 {
-						t.Fatalf("%s C[%d][%d] = %v, want %v (diff %g)", implName(asm), i, j, c[i*n+j], ref, d)
+						t.Fatalf("%s C[%d][%d] = %v, want %v (diff %g)", asm, i, j, c[i*n+j], ref, d)
 					}
 				}
 			}
