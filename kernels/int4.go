@@ -107,6 +107,7 @@ type PackedQ4 struct {
 	data  []uint32  // [npair][ng·gk][16]
 	sz    []float32 // [npair][ng][32]: 16 scales, 16 zero-points
 	zi    []int32   // [npair][ng][16]: zero-points
+	sym   bool      // two's complement codes (no zero-points given)
 }
 
 // PackQ4 builds a PackedQ4 from a [rows×cols] int4 matrix in llmq/quant's
@@ -133,7 +134,7 @@ func PackQ4(data []byte, rows, cols, groupSize int, scales []float32, zeros []ui
 		}
 	}
 	gp := roundUp(groupSize, 8)
-	p := &PackedQ4{n: rows, k: cols, gs: groupSize, gp: gp, gk: gp / 8, ng: ng, npair: (rows + q4NR - 1) / q4NR}
+	p := &PackedQ4{n: rows, k: cols, gs: groupSize, gp: gp, gk: gp / 8, ng: ng, npair: (rows + q4NR - 1) / q4NR, sym: zeros == nil}
 	p.data = alignedUint32s(p.npair * ng * p.gk * q4BlkDw)
 	p.sz = alignedFloats(p.npair * ng * q4SzPer)
 	p.zi = make([]int32, p.npair*ng*q4ZiPer)

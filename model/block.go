@@ -172,8 +172,8 @@ func (b *Block) numParams() int {
 		switch d := (*l.Linear).(type) {
 		case *nn.Dense:
 			n += len(d.W) + len(d.B)
-		case *LazyDense:
-			n += d.out * d.in
+		default: // quantized or lazily bound: its logical weight
+			n += d.Out() * d.In()
 		}
 	}
 	for _, nm := range []nn.Norm{b.Norm1, b.Norm2} {

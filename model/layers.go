@@ -29,7 +29,11 @@ func (m *Model) embed(x []float32, tokens []int, pos0 int) error {
 			return fmt.Errorf("token id %d out of range [0, %d)", id, m.Vocab)
 		}
 		xr := x[t*H : (t+1)*H]
-		copy(xr, m.Embed[id*H:(id+1)*H])
+		if m.Embed == nil && m.EmbedRows != nil {
+			m.EmbedRows.Row(xr, id)
+		} else {
+			copy(xr, m.Embed[id*H:(id+1)*H])
+		}
 		if m.Pos != nil {
 			p := pos0 + t + m.PosOffset
 			for j, v := range m.Pos[p*H : (p+1)*H] {

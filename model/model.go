@@ -31,7 +31,11 @@ type Model struct {
 	Arch string // the config's model_type, e.g. "llama"
 	Hyper
 
-	Embed     []float32 // token embeddings [Vocab × Hidden]
+	Embed []float32 // token embeddings [Vocab × Hidden]
+	// EmbedRows replaces Embed (then nil) when the embedding is tied to a
+	// quantized head: the rows come from the head's packed weight, so the
+	// table is held once, at its quantized size.
+	EmbedRows RowSource
 	Pos       []float32 // learned position embeddings, nil with RoPE
 	PosOffset int       // OPT stores its positions shifted by 2
 	Blocks    []*Block
@@ -40,6 +44,13 @@ type Model struct {
 	Rope      *nn.Rope  // nil with learned positions
 
 	closer io.Closer // the checkpoint of a lazily loaded model
+}
+
+// RowSource yields rows of a weight matrix: Row writes row id (dequantized
+// to FP32) to dst. Quantized linears implement it, so a head tied to the
+// embedding can serve the embedding lookups.
+type RowSource interface {
+	Row(dst []float32, id int)
 }
 
 // State is one sequence being processed: its position and KV caches, and
@@ -125,11 +136,22 @@ func (m *Model) Forward(st *State, tokens []int, opt Options) ([]float32, error)
 // NumParams counts the distinct weights (a tied head counts once).
 func (m *Model) NumParams() int {
 	n := len(m.Embed) + len(m.Pos)
+	if m.Embed == nil && m.EmbedRows != nil {
+		n += m.Vocab * m.Hidden // the tied head's weight, counted once
+	}
 	for _, b := range m.Blocks {
 		n += b.numParams()
 	}
-	if d, ok := m.Head.(*nn.Dense); ok && len(d.W) > 0 && &d.W[0] != &m.Embed[0] {
-		n += len(d.W) + len(d.B)
+	switch d := m.Head.(type) {
+	case nil:
+	case *nn.Dense:
+		if len(d.W) > 0 && (len(m.Embed) == 0 || &d.W[0] != &m.Embed[0]) {
+			n += len(d.W) + len(d.B)
+		}
+	default:
+		if m.EmbedRows == nil || m.Embed != nil { // not the tied table counted above
+			n += d.Out() * d.In()
+		}
 	}
 	if m.Norm != nil {
 		w, b := nn.NormParams(m.Norm)

@@ -64,6 +64,14 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 		return nil, fmt.Errorf("%s: metadata llmq.layers is missing or invalid: %v", path, err)
 	}
 	q := &qstore{Store: st, layers: layers, built: map[string]nn.Linear{}}
+	embedFrom := st.Metadata()["llmq.embedding"] // a quantized head the embedding is tied to
+	if embedFrom != "" {
+		names, ok := (&model.Model{Arch: cfg.ModelType}).TensorNames()
+		if _, stored := layers[embedFrom]; !ok || !stored {
+			return nil, fmt.Errorf("%s: metadata llmq.embedding names %q, which is not a stored quantized head", path, embedFrom)
+		}
+		q.alias = map[string]string{names.Embed: embedFrom + ".weight"}
+	}
 	// Build every stored layer first: the virtual FP weights the family
 	// binder reads are their dequantized values.
 	for _, name := range sortedKeys(layers) {
@@ -90,6 +98,13 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 		if l, ok := q.built[names.Head]; ok {
 			m.Head = runtimeLayer(l, opt)
 			used++
+			if embedFrom == names.Head {
+				rows, ok := m.Head.(model.RowSource)
+				if !ok {
+					return nil, fmt.Errorf("%s: the head %s (%T) cannot serve the tied embedding", path, names.Head, m.Head)
+				}
+				m.Embed, m.EmbedRows = nil, rows
+			}
 		}
 	}
 	if used != len(layers) {
@@ -104,9 +119,13 @@ type qstore struct {
 	*checkpoint.Store
 	layers map[string]LayerInfo
 	built  map[string]nn.Linear
+	alias  map[string]string // tensor name → the name that serves it (tied embedding)
 }
 
 func (q *qstore) weightOf(name string) (nn.Linear, bool) {
+	if a, ok := q.alias[name]; ok {
+		name = a
+	}
 	const suffix = ".weight"
 	if len(name) <= len(suffix) || name[len(name)-len(suffix):] != suffix {
 		return nil, false

@@ -34,6 +34,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	type recipe func() []methods.Method
 	w8a8Static := methods.Scheme{Weights: quant.MustParseSpec("int8-sym-channel"), Acts: mustSpec("int8-sym-tensor"), StaticActs: true}
 	w4 := methods.Scheme{Weights: quant.MustParseSpec("int4-asym-channel")}
+	w8a8 := methods.Scheme{Weights: quant.MustParseSpec("int8-sym-channel"), Acts: mustSpec("int8-sym-token")}
+	all, err := methods.NewSelector([]string{"Linear"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := map[string]recipe{
 		"smoothquant+w8a8-static": func() []methods.Method {
 			return []methods.Method{&methods.SmoothQuant{Alpha: 0.5}, &methods.RTN{Scheme: w8a8Static}}
@@ -42,6 +47,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			return []methods.Method{&methods.LoRC{Rank: 4, Bits: 8, Base: &methods.RTN{Scheme: w4}}}
 		},
 		"llm.int8": func() []methods.Method { return []methods.Method{&methods.LLMInt8{Threshold: 6}} },
+		// The head too (tiny-opt's is tied to the embedding: stored once).
+		"w8a8+head":   func() []methods.Method { return []methods.Method{&methods.RTN{Scheme: w8a8, Select: all}} },
+		"rtn-w4+head": func() []methods.Method { return []methods.Method{&methods.RTN{Scheme: w4, Select: all}} },
 	}
 	for _, arch := range []string{"tiny-llama", "tiny-opt"} {
 		for name, stages := range cases {
@@ -97,6 +105,16 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 				}
 				if num/den > 1e-4 {
 					t.Errorf("kernel path: logits differ from the reference path by %.3g (relative)", num/den)
+				}
+				if strings.HasSuffix(name, "+head") {
+					if _, ok := back.Head.(*quant.QuantLinear); !ok {
+						t.Errorf("head came back as %T", back.Head)
+					}
+					if tied := m.Embed == nil; tied != (arch == "tiny-opt") {
+						t.Errorf("embedding tied to the quantized head: %v", tied)
+					} else if tied && (back.Embed != nil || back.EmbedRows == nil || fast.Embed != nil) {
+						t.Error("loaded model does not read its embeddings from the quantized head")
+					}
 				}
 				for i, blk := range back.Blocks {
 					orig := m.Blocks[i].Linears()

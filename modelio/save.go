@@ -19,6 +19,9 @@
 //
 // The safetensors metadata entry "llmq.layers" maps each non-FP linear to
 // its kind and formats (quant.Spec strings), so loading needs no recipe.
+// When a recipe quantized a head tied to the embedding, the embedding
+// table is not stored: "llmq.embedding" names the head whose dequantized
+// rows are the embeddings.
 // Tokenizer files are copied, making the folder self-contained.
 package modelio
 
@@ -80,7 +83,11 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	}
 	w := &tensorWriter{}
 	layers := map[string]LayerInfo{}
-	w.f32(names.Embed, m.Embed, m.Vocab, m.Hidden)
+	// A table tied to a quantized head is stored once, as the head.
+	tiedHead := m.Embed == nil && m.EmbedRows != nil
+	if !tiedHead {
+		w.f32(names.Embed, m.Embed, m.Vocab, m.Hidden)
+	}
 	if names.Pos != "" {
 		w.f32(names.Pos, m.Pos, len(m.Pos)/m.Hidden, m.Hidden)
 	}
@@ -101,7 +108,7 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	if m.Norm != nil {
 		w.norm(names.Norm, m.Norm)
 	}
-	if d, ok := m.Head.(*nn.Dense); !ok || len(d.W) == 0 || &d.W[0] != &m.Embed[0] {
+	if d, ok := m.Head.(*nn.Dense); !ok || len(d.W) == 0 || len(m.Embed) == 0 || &d.W[0] != &m.Embed[0] {
 		info, err := w.linear(names.Head, m.Head)
 		if err != nil {
 			return err
@@ -129,6 +136,12 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	}
 	defer os.RemoveAll(tmp) // no-op after the rename
 	meta := map[string]string{"format": "pt", "llmq.format": fmt.Sprint(FormatVersion), "llmq.layers": string(layerJSON)}
+	if tiedHead {
+		if _, ok := layers[names.Head]; !ok {
+			return fmt.Errorf("the embedding is tied to a head that is not quantized")
+		}
+		meta["llmq.embedding"] = names.Head // rows of the quantized head
+	}
 	if err := checkpoint.WriteSafetensors(filepath.Join(tmp, "model.safetensors"), w.tensors, meta); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package quant
 import (
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"llmq/kernels"
 	"llmq/nn"
@@ -23,9 +24,10 @@ import (
 // It computes the reference path's function up to FP32 summation order;
 // the one deliberate difference is that a NaN or Inf activation is
 // quantized (to 0 or ±127) instead of passed through. It holds the packed
-// codes only — no FP32 copy of the weight.
+// codes only — no FP32 copy of the weight and no second copy of the codes
+// in the plain layout: Quant unpacks one when asked (saving, export).
 type FastLinear struct {
-	q    *QuantLinear
+	q    *QuantLinear // shape, formats, bias and activation quantizer; weight codes dropped
 	s8   *kernels.PackedS8
 	q4   *kernels.PackedQ4
 	ws   []float32 // per-channel weight scales (W8A8)
@@ -55,16 +57,17 @@ func Fast(l *QuantLinear) *FastLinear {
 	if s.Format != FormatInt || s.Scale != ScaleAny {
 		return nil
 	}
-	f := &FastLinear{q: l, act: actS8}
+	// The shell keeps everything but the codes (and, for int4, the
+	// parameters, which the packed form holds too).
+	shell := &QuantLinear{w: &QTensor{Rows: t.Rows, Cols: t.Cols, Spec: t.Spec}, bias: l.bias, act: l.act}
+	f := &FastLinear{q: shell, act: actS8}
 	switch {
 	case s.Bits == 8 && s.Symmetric && s.Granularity == PerChannel && actS8:
-		codes := t.Codes()
-		w := make([]int8, len(codes))
-		for i, c := range codes {
-			w[i] = int8(c)
-		}
-		f.s8 = kernels.PackS8(w, t.Rows, t.Cols)
-		f.ws = append([]float32(nil), t.Scales...)
+		// 8-bit symmetric codes are stored as two's complement bytes,
+		// the kernel's int8 layout.
+		f.s8 = kernels.PackS8(unsafeInt8s(t.Data), t.Rows, t.Cols)
+		f.ws = t.Scales
+		shell.w.Scales = t.Scales
 	case s.Bits == 4 && (s.Granularity == PerGroup || s.Granularity == PerChannel):
 		gs := s.GroupSize
 		if s.Granularity == PerChannel {
@@ -77,14 +80,60 @@ func Fast(l *QuantLinear) *FastLinear {
 	return f
 }
 
+// unsafeInt8s views bytes as int8 values (same size and alignment).
+func unsafeInt8s(b []byte) []int8 {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(b))), len(b))
+}
+
 func (f *FastLinear) In() int  { return f.q.In() }
 func (f *FastLinear) Out() int { return f.q.Out() }
 
 // Quant is the layer's quantized form (for saving and reports).
-func (f *FastLinear) Quant() *QuantLinear { return f.q }
+func (f *FastLinear) Quant() *QuantLinear {
+	sh := f.q.w
+	t := &QTensor{Rows: sh.Rows, Cols: sh.Cols, Spec: sh.Spec, Data: make([]byte, sh.Rows*sh.RowBytes())}
+	switch {
+	case f.s8 != nil:
+		f.s8.Unpack(unsafeInt8s(t.Data))
+		t.Scales = append([]float32(nil), f.ws...)
+	default:
+		prows, pcols := sh.Spec.ParamShape(sh.Rows, sh.Cols)
+		t.Scales = make([]float32, prows*pcols)
+		if sh.Spec.HasZero() {
+			t.Zeros = make([]uint8, prows*pcols)
+		}
+		f.q4.Unpack(t.Data, t.Scales, t.Zeros)
+	}
+	return &QuantLinear{w: t, bias: f.q.bias, act: f.q.act}
+}
+
+// Row writes the dequantized weight row id to dst (len In()): the
+// embedding of token id when this layer is a head tied to the embedding.
+func (f *FastLinear) Row(dst []float32, id int) {
+	in := f.In()
+	if f.s8 != nil {
+		codes := make([]int8, in)
+		f.s8.Row(id, codes)
+		s := f.ws[id]
+		for i, c := range codes {
+			dst[i] = s * float32(c)
+		}
+		return
+	}
+	f.q4.DequantRow(id, dst[:in])
+}
 
 // Bytes is the storage of the packed weights, scales and bias.
-func (f *FastLinear) Bytes() int { return f.q.Bytes() }
+func (f *FastLinear) Bytes() int {
+	n := 4 * len(f.q.bias)
+	if f.s8 != nil {
+		return n + f.s8.Bytes() + 4*len(f.ws)
+	}
+	return n + f.q4.Bytes()
+}
 
 func (f *FastLinear) String() string {
 	kind := "W4A16"

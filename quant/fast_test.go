@@ -3,6 +3,7 @@ package quant
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -66,6 +67,21 @@ func TestFastMatchesReference(t *testing.T) {
 		}
 		if num/den > 1e-5 {
 			t.Errorf("%s / %q: kernel path differs from the reference by %.3g (relative)", c.w, c.a, num/den)
+		}
+		// The packed form is the only copy of the codes: Quant must give
+		// the original weight back exactly, and Row its dequantized rows.
+		back := f.Quant().Weight()
+		orig := ref.Weight()
+		if !slices.Equal(back.Data, orig.Data) || !slices.Equal(back.Scales, orig.Scales) || !slices.Equal(back.Zeros, orig.Zeros) || back.Spec != orig.Spec {
+			t.Errorf("%s / %q: Quant() does not restore the weight", c.w, c.a)
+		}
+		row, wantRow := make([]float32, c.in), make([]float32, c.in)
+		for _, id := range []int{0, out - 1} {
+			f.Row(row, id)
+			orig.DequantizeRow(wantRow, id)
+			if !slices.Equal(row, wantRow) {
+				t.Errorf("%s / %q: Row(%d) differs from the dequantized weight row", c.w, c.a, id)
+			}
 		}
 	}
 }

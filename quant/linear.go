@@ -194,3 +194,7 @@ func (l *QuantLinear) Forward(y, x []float32, rows int) {
 func (l *QuantLinear) String() string {
 	return fmt.Sprintf("QuantLinear(%d→%d, W %v, act %v)", l.w.Cols, l.w.Rows, l.w.Spec, l.act)
 }
+
+// Row writes the dequantized weight row id to dst (len In()): the
+// embedding of token id when this layer is a head tied to the embedding.
+func (l *QuantLinear) Row(dst []float32, id int) { l.w.DequantizeRow(dst, id) }

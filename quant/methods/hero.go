@@ -71,6 +71,9 @@ func (h *HERO) ApplyLayer(l *Layer) error {
 // ApplyModel quantizes the token embedding table to int8 per row. A head
 // tied to the embedding keeps an FP copy (it is a separate GEMM operand).
 func (h *HERO) ApplyModel(m *model.Model) error {
+	if len(m.Embed) == 0 {
+		return nil // the table is a quantized head's weight already
+	}
 	if d, ok := m.Head.(*nn.Dense); ok && len(d.W) > 0 && &d.W[0] == &m.Embed[0] {
 		m.Head = nn.NewDense(append([]float32(nil), d.W...), d.B, d.Out(), d.In())
 	}
