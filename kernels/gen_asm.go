@@ -1972,8 +1972,10 @@ func genInt8VNNIFile() {
 //	func s8VKernel{R}x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
 //
 // with the contract of s8Kernel{R}x16, except that the A micro-panels hold
-// a+128 (offset binary, unsigned) and the result is Σ (a+128)·b; the driver
-// subtracts 128·Σ_p b[j][p] (int8.go explains why this is exact).
+// a+128 (offset binary, unsigned), so Σ (a+128)·b = Σ a·b + 128·Σ b: when
+// accum = 0 (the first k block) the accumulators start from corr, the 16
+// columns' −128·Σ_p b[j][p], instead of zero (int8.go explains why this is
+// exact).
 //
 // One k4 step is one VPDPBUSD per row: the 16 columns × 4 bytes of the B
 // micro-panel fill exactly one zmm (signed operand), the row's 4 bytes of A
@@ -1985,8 +1987,9 @@ func genS8VKernel(R int) {
 	acc := func(r, par int) string { return z(2*r + par) }
 	name := fmt.Sprintf("s8VKernel%dx16", R)
 	p("")
-	p("// func %s(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
+	p("// func %s(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+	p("\tMOVQ corr+64(FP), R14")
 	p("\tMOVQ ldc+32(FP), R8")
 	p("\tSHLQ $2, R8")
 	p("\tMOVQ a+8(FP), R9")
@@ -1999,11 +2002,22 @@ func genS8VKernel(R int) {
 	p("\tMOVQ R9, SI")
 	p("\tMOVQ b+16(FP), DI")
 	p("\tMOVQ R10, DX")
+	// The first k block starts from the column correction −128·Σb
+	// (accum = 0), later ones from zero.
 	for r := 0; r < R; r++ {
-		for par := 0; par < 2; par++ {
-			p("\tVPXORD %s, %s, %s", acc(r, par), acc(r, par), acc(r, par))
-		}
+		p("\tVPXORD %s, %s, %s", acc(r, 1), acc(r, 1), acc(r, 1))
 	}
+	p("\tTESTQ R13, R13")
+	p("\tJNZ zero")
+	for r := 0; r < R; r++ {
+		p("\tVMOVDQU32 (R14), %s", acc(r, 0))
+	}
+	p("\tJMP start")
+	p("zero:")
+	for r := 0; r < R; r++ {
+		p("\tVPXORD %s, %s, %s", acc(r, 0), acc(r, 0), acc(r, 0))
+	}
+	p("start:")
 	step := func(par, boff, aoff int) {
 		b := z(16 + par)
 		p("\tVMOVDQU32 %d(DI), %s", boff, b)
@@ -2090,8 +2104,9 @@ func genS8VKernel32(R int) {
 	acc := func(r, h int) string { return z(2*r + h) }
 	name := fmt.Sprintf("s8VKernel%dx32", R)
 	p("")
-	p("// func %s(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)", name)
-	p("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+	p("// func %s(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-80", name)
+	p("\tMOVQ corr+72(FP), AX")
 	p("\tMOVQ ldc+32(FP), R8")
 	p("\tSHLQ $2, R8")
 	p("\tMOVQ a+8(FP), R9")
@@ -2106,11 +2121,20 @@ func genS8VKernel32(R int) {
 	p("\tMOVQ b+16(FP), DI")
 	p("\tLEAQ (DI)(R14*1), R15")
 	p("\tMOVQ R10, DX")
+	p("\tTESTQ R13, R13")
+	p("\tJNZ zero")
+	for r := 0; r < R; r++ {
+		p("\tVMOVDQU32 (AX), %s", acc(r, 0))
+		p("\tVMOVDQU32 64(AX), %s", acc(r, 1))
+	}
+	p("\tJMP start")
+	p("zero:")
 	for r := 0; r < R; r++ {
 		for h := 0; h < 2; h++ {
 			p("\tVPXORD %s, %s, %s", acc(r, h), acc(r, h), acc(r, h))
 		}
 	}
+	p("start:")
 	step := func(par, boff, aoff int) {
 		b0, b1 := z(16+2*par), z(17+2*par)
 		p("\tVMOVDQU32 %d(DI), %s", boff, b0)

@@ -121,17 +121,18 @@ var (
 type s8Set struct {
 	name string
 	// tile computes C[rows×16] (int32, row stride ldc) (+)= A·B over k4
-	// steps for np micro-panels of A (astride bytes apart).
-	tile func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+	// steps for np micro-panels of A (astride bytes apart). corr (16
+	// entries) is the unsignedA sets' column correction, added when
+	// accum = 0; other sets ignore it.
+	tile func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
 	// tile2, if not nil, is tile on two B micro-panels at once (bstride
-	// bytes apart), writing 32 columns of C.
-	tile2 func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
+	// bytes apart), writing 32 columns of C (corr: 32 entries).
+	tile2 func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
 	// dotRows computes c[j] = Σ_{p<32·k32} a[p]·b[j·ldb+p], a in [−127, 127].
 	dotRows func(k32 int, a, b *byte, ldb int, nrows int, c *int32)
 	// unsignedA: tile reads the A micro-panels as offset binary a+128
-	// (packed as a XOR 0x80) and returns Σ (a+128)·b; the driver subtracts
-	// 128·Σ_p b[j][p] from the column sums of the packed B (see "The VNNI
-	// method" above).
+	// (packed as a XOR 0x80) and starts from corr = −128·Σ_p b[j][p], the
+	// correction kept beside the packed B (see "The VNNI method" above).
 	unsignedA bool
 }
 
@@ -191,7 +192,7 @@ func has80(v uint32) bool {
 type PackedS8 struct {
 	n, k, k4 int
 	data     []byte
-	colSum   []int32 // Σ_p W[j][p] per output, for offset-binary activations
+	corr     []int32 // −128·Σ_p W[j][p] per output (padded), for offset-binary activations
 }
 
 // PackS8 copies W (n×k int8, row-major, len(w) ≥ n·k) into a new PackedS8.
@@ -201,12 +202,12 @@ func PackS8(w []int8, n, k int) *PackedS8 {
 	}
 	k4 := (k + 3) / 4
 	np := (n + s8NR - 1) / s8NR
-	p := &PackedS8{n: n, k: k, k4: k4, data: alignedBytes(np * k4 * s8PanelB), colSum: make([]int32, np*s8NR)}
+	p := &PackedS8{n: n, k: k, k4: k4, data: alignedBytes(np * k4 * s8PanelB), corr: make([]int32, np*s8NR)}
 	if n == 0 || k == 0 {
 		return p
 	}
 	b := bytesOf(w)
-	job := &s8PackJob{b: b, ldb: k, n: n, k: k, dst: p.data, sum: p.colSum}
+	job := &s8PackJob{b: b, ldb: k, n: n, k: k, dst: p.data, corr: p.corr}
 	parallelDynamic(np, workersFor(float64(n*k)*8, np), job)
 	return p
 }
@@ -228,7 +229,7 @@ type s8PackJob struct {
 	ldb    int
 	n, k   int
 	dst    []byte
-	sum    []int32 // column sums, indexed like dst's columns
+	corr   []int32 // column corrections, indexed like dst's columns
 	offset int     // first panel's index in dst
 }
 
@@ -238,28 +239,42 @@ func (t *s8PackJob) run(jp int) {
 	dst := t.dst[(jp-t.offset)*k4*s8PanelB : (jp-t.offset+1)*k4*s8PanelB]
 	cols := min(s8NR, t.n-j0)
 	packBS8(dst, t.b[j0*t.ldb:], t.ldb, cols, t.k)
-	colSumsS8(t.sum[(jp-t.offset)*s8NR:(jp-t.offset+1)*s8NR], t.b[j0*t.ldb:], t.ldb, cols, t.k)
+	colCorrS8(t.corr[(jp-t.offset)*s8NR:(jp-t.offset+1)*s8NR], t.b[j0*t.ldb:], t.ldb, cols, t.k)
 }
 
-// colSumsS8 writes Σ_p b[j][p] for the cols rows of b (row stride ldb,
-// columns [0,k)) to sum[j], and 0 to the padding entries up to len(sum).
-func colSumsS8(sum []int32, b []byte, ldb, cols, k int) {
-	for j := range sum {
+// colCorrS8 writes −128·Σ_p b[j][p] for the cols rows of b (row stride
+// ldb, columns [0,k)) to corr[j], and 0 to the padding entries up to
+// len(corr), in wrapping int32 arithmetic like the sums it corrects.
+func colCorrS8(corr []int32, b []byte, ldb, cols, k int) {
+	for j := range corr {
 		var s int32
 		if j < cols {
 			for _, v := range b[j*ldb : j*ldb+k] {
 				s += int32(int8(v))
 			}
 		}
-		sum[j] = s
+		corr[j] = -s << 7
 	}
 }
 
-// offsetAS8 turns packed int8 activations into the offset-binary a+128 the
-// unsignedA kernels read (XOR 0x80 flips the sign bit: −128…127 → 0…255).
-func offsetAS8(x []byte) {
-	for i := range x {
-		x[i] ^= 0x80
+// packAS8Offset is packAS8 for the unsignedA kernels: it stores the
+// offset-binary a+128 (XOR 0x80 flips the sign bit: −128…127 → 0…255),
+// padding included (the padded B columns are zero).
+func packAS8Offset(dst, a []byte, lda, rows, k int) {
+	k4 := (k + 3) / 4
+	kf := k / 4
+	dst = dst[:k4*rows*4]
+	for r := 0; r < rows; r++ {
+		src := a[r*lda : r*lda+k]
+		for q := 0; q < kf; q++ {
+			v := binary.LittleEndian.Uint32(src[4*q:])
+			binary.LittleEndian.PutUint32(dst[(q*rows+r)*4:], v^0x80808080)
+		}
+		if kf < k4 {
+			var t [4]byte
+			copy(t[:], src[4*kf:])
+			binary.LittleEndian.PutUint32(dst[(kf*rows+r)*4:], binary.LittleEndian.Uint32(t[:])^0x80808080)
+		}
 	}
 }
 
@@ -531,12 +546,12 @@ func gemmS8(m, n, k int, a []byte, lda int, b []byte, ldb int, pb *PackedS8, out
 	abuf, ap := getBytes(min(m, mch) * k4 * 4)
 	var bbuf, sbuf *floatBuf
 	var bp []byte
-	var bsum []int32
+	var bcorr []int32
 	nch := n
 	if pb == nil {
 		nch = max(s8NR, s8BBudget/(k4*s8PanelB)*s8NR)
 		bbuf, bp = getBytes(roundUp(min(n, nch), s8NR) * k4 * 4)
-		sbuf, bsum = getInt32s(roundUp(min(n, nch), s8NR))
+		sbuf, bcorr = getInt32s(roundUp(min(n, nch), s8NR))
 	}
 	for i0 := 0; i0 < m; i0 += mch {
 		mm := min(mch, m-i0)
@@ -549,11 +564,11 @@ func gemmS8(m, n, k int, a []byte, lda int, b []byte, ldb int, pb *PackedS8, out
 			if pb == nil {
 				g.b, g.ldb = b[j0*ldb:], ldb
 				g.bp = bp[:roundUp(nn, s8NR)*k4*4]
-				g.bsum = bsum[:roundUp(nn, s8NR)]
+				g.bcorr = bcorr[:roundUp(nn, s8NR)]
 				g.packB = true
 			} else {
 				g.bp = pb.data
-				g.bsum = pb.colSum
+				g.bcorr = pb.corr
 				g.packB = false
 			}
 			g.out = out
@@ -591,7 +606,7 @@ type s8Ctx struct {
 	b           []byte // unpacked B (packB)
 	ldb         int
 	ap, bp      []byte
-	bsum        []int32 // column sums of the packed B (unsignedA sets)
+	bcorr       []int32 // column corrections of the packed B (unsignedA sets)
 	packA       bool
 	packB       bool
 	npA, npB    int
@@ -670,12 +685,11 @@ func (g *s8Ctx) run(i int) {
 			i0 := ip * s8MRows
 			rows := min(s8MRows, g.m-i0)
 			dst := g.ap[i0*g.k4*4 : (i0+rows)*g.k4*4]
-			neg := packAS8(dst, g.a[i0*g.lda:], g.lda, rows, g.k)
 			if g.set != nil && g.set.unsignedA {
-				offsetAS8(dst) // −128 needs no clamping: it becomes 0
+				packAS8Offset(dst, g.a[i0*g.lda:], g.lda, rows, g.k) // −128 needs no clamping: it becomes 0
 				continue
 			}
-			if neg {
+			if packAS8(dst, g.a[i0*g.lda:], g.lda, rows, g.k) {
 				clampAS8(dst)
 				g.neg.Store(true)
 			}
@@ -686,7 +700,7 @@ func (g *s8Ctx) run(i int) {
 	j0 := jp * s8NR
 	cols := min(s8NR, g.n-j0)
 	packBS8(g.bp[jp*g.k4*s8PanelB:(jp+1)*g.k4*s8PanelB], g.b[j0*g.ldb:], g.ldb, cols, g.k)
-	colSumsS8(g.bsum[jp*s8NR:(jp+1)*s8NR], g.b[j0*g.ldb:], g.ldb, cols, g.k)
+	colCorrS8(g.bcorr[jp*s8NR:(jp+1)*s8NR], g.b[j0*g.ldb:], g.ldb, cols, g.k)
 }
 
 // bAt reads W[j][q] from the packed panels of this product.
@@ -721,18 +735,25 @@ func (g *s8Ctx) tile(t int) {
 		for jp := jp0; jp < jp1; jp++ {
 			bpan := bp[jp*k4*s8PanelB+pc*s8PanelB : jp*k4*s8PanelB+(pc+kc)*s8PanelB]
 			ct := buf[(jp-jp0)*s8NR:]
+			var cp *int32 // column corrections of this panel (and the next)
+			if g.set != nil && g.set.unsignedA {
+				cp = &g.bcorr[jp*s8NR]
+				if jp+1 < jp1 {
+					_ = g.bcorr[(jp+2)*s8NR-1]
+				}
+			}
 			if g.set != nil && g.set.tile2 != nil && jp+1 < jp1 {
 				// Two panels: the second starts k4 panel steps after the first.
 				_ = bp[(jp+1)*k4*s8PanelB+(pc+kc)*s8PanelB-1]
 				if nfull > 0 {
 					_ = ap[(i0+nfull*s8MRows)*k4*4-1]
 					_ = ct[(nfull*s8MRows-1)*width+2*s8NR-1]
-					g.set.tile2(s8MRows, kc, &ap[i0*k4*4+pc*s8MRows*4], &bpan[0], &ct[0], width, acc, nfull, s8MRows*k4*4, k4*s8PanelB)
+					g.set.tile2(s8MRows, kc, &ap[i0*k4*4+pc*s8MRows*4], &bpan[0], &ct[0], width, acc, nfull, s8MRows*k4*4, k4*s8PanelB, cp)
 				}
 				if rem > 0 {
 					_ = ap[irem*k4*4+(pc+kc)*rem*4-1]
 					_ = ct[(rows-1)*width+2*s8NR-1]
-					g.set.tile2(rem, kc, &ap[irem*k4*4+pc*rem*4], &bpan[0], &ct[(irem-i0)*width], width, acc, 1, 0, k4*s8PanelB)
+					g.set.tile2(rem, kc, &ap[irem*k4*4+pc*rem*4], &bpan[0], &ct[(irem-i0)*width], width, acc, 1, 0, k4*s8PanelB, cp)
 				}
 				jp++
 				continue
@@ -747,22 +768,12 @@ func (g *s8Ctx) tile(t int) {
 			if nfull > 0 {
 				_ = ap[(i0+nfull*s8MRows)*k4*4-1]
 				_ = ct[(nfull*s8MRows-1)*width+s8NR-1]
-				g.set.tile(s8MRows, kc, &ap[i0*k4*4+pc*s8MRows*4], &bpan[0], &ct[0], width, acc, nfull, s8MRows*k4*4)
+				g.set.tile(s8MRows, kc, &ap[i0*k4*4+pc*s8MRows*4], &bpan[0], &ct[0], width, acc, nfull, s8MRows*k4*4, cp)
 			}
 			if rem > 0 {
 				_ = ap[irem*k4*4+(pc+kc)*rem*4-1]
 				_ = ct[(rows-1)*width+s8NR-1]
-				g.set.tile(rem, kc, &ap[irem*k4*4+pc*rem*4], &bpan[0], &ct[(irem-i0)*width], width, acc, 1, 0)
-			}
-		}
-	}
-	if g.set != nil && g.set.unsignedA {
-		// Σ (a+128)·b − 128·Σ b = Σ a·b, exactly (wrapping like the reference).
-		sum := g.bsum[jp0*s8NR : jp0*s8NR+width]
-		for r := 0; r < rows; r++ {
-			row := buf[r*width : (r+1)*width]
-			for j, v := range sum {
-				row[j] -= v << 7
+				g.set.tile(rem, kc, &ap[irem*k4*4+pc*rem*4], &bpan[0], &ct[(irem-i0)*width], width, acc, 1, 0, cp)
 			}
 		}
 	}

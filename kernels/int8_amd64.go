@@ -57,8 +57,10 @@ func s8TileAsm(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, a
 
 // s8AVX2 is the AVX2 INT8 kernel set (VPMADDUBSW sign trick, see int8.go).
 var s8AVX2 = &s8Set{
-	name:    "avx2",
-	tile:    s8TileAsm,
+	name: "avx2",
+	tile: func(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, _ *int32) {
+		s8TileAsm(rows, k4, a, b, c, ldc, accum, np, astride)
+	},
 	dotRows: s8DotRows,
 }
 

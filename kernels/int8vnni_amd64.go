@@ -8,34 +8,34 @@ import "golang.org/x/sys/cpu"
 // by gen_asm.go).
 
 //go:noescape
-func s8VKernel1x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+func s8VKernel1x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
 
 //go:noescape
-func s8VKernel2x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+func s8VKernel2x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
 
 //go:noescape
-func s8VKernel3x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+func s8VKernel3x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
 
 //go:noescape
-func s8VKernel4x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+func s8VKernel4x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
 
 //go:noescape
-func s8VKernel5x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
+func s8VKernel5x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
 
 //go:noescape
-func s8VKernel1x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
+func s8VKernel1x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
 
 //go:noescape
-func s8VKernel2x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
+func s8VKernel2x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
 
 //go:noescape
-func s8VKernel3x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
+func s8VKernel3x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
 
 //go:noescape
-func s8VKernel4x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
+func s8VKernel4x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
 
 //go:noescape
-func s8VKernel5x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
+func s8VKernel5x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
 
 func s8VPeakLoop(n int)
 
@@ -46,18 +46,18 @@ var cpuHasVNNI = cpuHasAsm && cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI
 
 // s8VTileAsm runs the rows×16 VNNI microkernel (1 ≤ rows ≤ s8MR) over np A
 // micro-panels.
-func s8VTileAsm(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int) {
+func s8VTileAsm(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32) {
 	switch rows {
 	case 1:
-		s8VKernel1x16(k4, a, b, c, ldc, accum, np, astride)
+		s8VKernel1x16(k4, a, b, c, ldc, accum, np, astride, corr)
 	case 2:
-		s8VKernel2x16(k4, a, b, c, ldc, accum, np, astride)
+		s8VKernel2x16(k4, a, b, c, ldc, accum, np, astride, corr)
 	case 3:
-		s8VKernel3x16(k4, a, b, c, ldc, accum, np, astride)
+		s8VKernel3x16(k4, a, b, c, ldc, accum, np, astride, corr)
 	case 4:
-		s8VKernel4x16(k4, a, b, c, ldc, accum, np, astride)
+		s8VKernel4x16(k4, a, b, c, ldc, accum, np, astride, corr)
 	case 5:
-		s8VKernel5x16(k4, a, b, c, ldc, accum, np, astride)
+		s8VKernel5x16(k4, a, b, c, ldc, accum, np, astride, corr)
 	default:
 		panic("kernels: bad INT8 microkernel height")
 	}
@@ -65,18 +65,18 @@ func s8VTileAsm(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, 
 
 // s8VTile2Asm is s8VTileAsm on two B micro-panels (32 columns), the second
 // bstride bytes after the first.
-func s8VTile2Asm(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int) {
+func s8VTile2Asm(rows, k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32) {
 	switch rows {
 	case 1:
-		s8VKernel1x32(k4, a, b, c, ldc, accum, np, astride, bstride)
+		s8VKernel1x32(k4, a, b, c, ldc, accum, np, astride, bstride, corr)
 	case 2:
-		s8VKernel2x32(k4, a, b, c, ldc, accum, np, astride, bstride)
+		s8VKernel2x32(k4, a, b, c, ldc, accum, np, astride, bstride, corr)
 	case 3:
-		s8VKernel3x32(k4, a, b, c, ldc, accum, np, astride, bstride)
+		s8VKernel3x32(k4, a, b, c, ldc, accum, np, astride, bstride, corr)
 	case 4:
-		s8VKernel4x32(k4, a, b, c, ldc, accum, np, astride, bstride)
+		s8VKernel4x32(k4, a, b, c, ldc, accum, np, astride, bstride, corr)
 	case 5:
-		s8VKernel5x32(k4, a, b, c, ldc, accum, np, astride, bstride)
+		s8VKernel5x32(k4, a, b, c, ldc, accum, np, astride, bstride, corr)
 	default:
 		panic("kernels: bad INT8 microkernel height")
 	}

@@ -4,8 +4,9 @@
 
 #include "textflag.h"
 
-// func s8VKernel1x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
-TEXT ·s8VKernel1x16(SB), NOSPLIT, $0-64
+// func s8VKernel1x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
+TEXT ·s8VKernel1x16(SB), NOSPLIT, $0-72
+	MOVQ corr+64(FP), R14
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -18,8 +19,14 @@ panel:
 	MOVQ R9, SI
 	MOVQ b+16(FP), DI
 	MOVQ R10, DX
-	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (R14), Z0
+	JMP start
+zero:
+	VPXORD Z0, Z0, Z0
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -59,8 +66,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel2x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
-TEXT ·s8VKernel2x16(SB), NOSPLIT, $0-64
+// func s8VKernel2x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
+TEXT ·s8VKernel2x16(SB), NOSPLIT, $0-72
+	MOVQ corr+64(FP), R14
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -73,10 +81,17 @@ panel:
 	MOVQ R9, SI
 	MOVQ b+16(FP), DI
 	MOVQ R10, DX
-	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (R14), Z0
+	VMOVDQU32 (R14), Z2
+	JMP start
+zero:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z2, Z2, Z2
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -128,8 +143,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel3x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
-TEXT ·s8VKernel3x16(SB), NOSPLIT, $0-64
+// func s8VKernel3x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
+TEXT ·s8VKernel3x16(SB), NOSPLIT, $0-72
+	MOVQ corr+64(FP), R14
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -142,12 +158,20 @@ panel:
 	MOVQ R9, SI
 	MOVQ b+16(FP), DI
 	MOVQ R10, DX
-	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (R14), Z0
+	VMOVDQU32 (R14), Z2
+	VMOVDQU32 (R14), Z4
+	JMP start
+zero:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z2, Z2, Z2
+	VPXORD Z4, Z4, Z4
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -211,8 +235,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel4x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
-TEXT ·s8VKernel4x16(SB), NOSPLIT, $0-64
+// func s8VKernel4x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
+TEXT ·s8VKernel4x16(SB), NOSPLIT, $0-72
+	MOVQ corr+64(FP), R14
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -225,14 +250,23 @@ panel:
 	MOVQ R9, SI
 	MOVQ b+16(FP), DI
 	MOVQ R10, DX
-	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (R14), Z0
+	VMOVDQU32 (R14), Z2
+	VMOVDQU32 (R14), Z4
+	VMOVDQU32 (R14), Z6
+	JMP start
+zero:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z2, Z2, Z2
+	VPXORD Z4, Z4, Z4
+	VPXORD Z6, Z6, Z6
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -308,8 +342,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel5x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
-TEXT ·s8VKernel5x16(SB), NOSPLIT, $0-64
+// func s8VKernel5x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, corr *int32)
+TEXT ·s8VKernel5x16(SB), NOSPLIT, $0-72
+	MOVQ corr+64(FP), R14
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -322,16 +357,26 @@ panel:
 	MOVQ R9, SI
 	MOVQ b+16(FP), DI
 	MOVQ R10, DX
-	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (R14), Z0
+	VMOVDQU32 (R14), Z2
+	VMOVDQU32 (R14), Z4
+	VMOVDQU32 (R14), Z6
+	VMOVDQU32 (R14), Z8
+	JMP start
+zero:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z2, Z2, Z2
+	VPXORD Z4, Z4, Z4
+	VPXORD Z6, Z6, Z6
+	VPXORD Z8, Z8, Z8
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -419,8 +464,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel1x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
-TEXT ·s8VKernel1x32(SB), NOSPLIT, $0-72
+// func s8VKernel1x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
+TEXT ·s8VKernel1x32(SB), NOSPLIT, $0-80
+	MOVQ corr+72(FP), AX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -435,8 +481,15 @@ panel:
 	MOVQ b+16(FP), DI
 	LEAQ (DI)(R14*1), R15
 	MOVQ R10, DX
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (AX), Z0
+	VMOVDQU32 64(AX), Z1
+	JMP start
+zero:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -485,8 +538,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel2x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
-TEXT ·s8VKernel2x32(SB), NOSPLIT, $0-72
+// func s8VKernel2x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
+TEXT ·s8VKernel2x32(SB), NOSPLIT, $0-80
+	MOVQ corr+72(FP), AX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -501,10 +555,19 @@ panel:
 	MOVQ b+16(FP), DI
 	LEAQ (DI)(R14*1), R15
 	MOVQ R10, DX
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (AX), Z0
+	VMOVDQU32 64(AX), Z1
+	VMOVDQU32 (AX), Z2
+	VMOVDQU32 64(AX), Z3
+	JMP start
+zero:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -570,8 +633,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel3x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
-TEXT ·s8VKernel3x32(SB), NOSPLIT, $0-72
+// func s8VKernel3x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
+TEXT ·s8VKernel3x32(SB), NOSPLIT, $0-80
+	MOVQ corr+72(FP), AX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -586,12 +650,23 @@ panel:
 	MOVQ b+16(FP), DI
 	LEAQ (DI)(R14*1), R15
 	MOVQ R10, DX
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (AX), Z0
+	VMOVDQU32 64(AX), Z1
+	VMOVDQU32 (AX), Z2
+	VMOVDQU32 64(AX), Z3
+	VMOVDQU32 (AX), Z4
+	VMOVDQU32 64(AX), Z5
+	JMP start
+zero:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
 	VPXORD Z3, Z3, Z3
 	VPXORD Z4, Z4, Z4
 	VPXORD Z5, Z5, Z5
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -674,8 +749,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel4x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
-TEXT ·s8VKernel4x32(SB), NOSPLIT, $0-72
+// func s8VKernel4x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
+TEXT ·s8VKernel4x32(SB), NOSPLIT, $0-80
+	MOVQ corr+72(FP), AX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -690,6 +766,18 @@ panel:
 	MOVQ b+16(FP), DI
 	LEAQ (DI)(R14*1), R15
 	MOVQ R10, DX
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (AX), Z0
+	VMOVDQU32 64(AX), Z1
+	VMOVDQU32 (AX), Z2
+	VMOVDQU32 64(AX), Z3
+	VMOVDQU32 (AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 (AX), Z6
+	VMOVDQU32 64(AX), Z7
+	JMP start
+zero:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -698,6 +786,7 @@ panel:
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem
@@ -797,8 +886,9 @@ next:
 	VZEROUPPER
 	RET
 
-// func s8VKernel5x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int)
-TEXT ·s8VKernel5x32(SB), NOSPLIT, $0-72
+// func s8VKernel5x32(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int, bstride int, corr *int32)
+TEXT ·s8VKernel5x32(SB), NOSPLIT, $0-80
+	MOVQ corr+72(FP), AX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
 	MOVQ a+8(FP), R9
@@ -813,6 +903,20 @@ panel:
 	MOVQ b+16(FP), DI
 	LEAQ (DI)(R14*1), R15
 	MOVQ R10, DX
+	TESTQ R13, R13
+	JNZ zero
+	VMOVDQU32 (AX), Z0
+	VMOVDQU32 64(AX), Z1
+	VMOVDQU32 (AX), Z2
+	VMOVDQU32 64(AX), Z3
+	VMOVDQU32 (AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 (AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 (AX), Z8
+	VMOVDQU32 64(AX), Z9
+	JMP start
+zero:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -823,6 +927,7 @@ panel:
 	VPXORD Z7, Z7, Z7
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
+start:
 	MOVQ CX, BX
 	SHRQ $1, BX
 	JZ rem

@@ -8,7 +8,7 @@ import "fmt"
 // exporting, an embedding table tied to a quantized head — unpack it.
 
 // Bytes returns the size of the packed weights and their column sums.
-func (p *PackedS8) Bytes() int { return len(p.data) + 4*len(p.colSum) }
+func (p *PackedS8) Bytes() int { return len(p.data) + 4*len(p.corr) }
 
 // Row writes W[j][0:k] to dst (len ≥ k).
 func (p *PackedS8) Row(j int, dst []int8) {

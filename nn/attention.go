@@ -77,30 +77,44 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 	qw := a.Heads * hd
 	kw := a.KVHeads * hd
 	group := a.Heads / a.KVHeads
-	kernels.ParallelFor(a.Heads, func(lo, hi int) {
-		need := rows * L
+	// Causal blocking: a block of query rows [t0, t1) attends to the
+	// first pos0+t1 keys only, so long prompts skip the masked upper
+	// triangle of Q·Kᵀ and P·V (about half of attention's work in a
+	// prefill). Tasks are (head, row block) pairs.
+	nb := (rows + attnRowBlock - 1) / attnRowBlock
+	kernels.ParallelFor(a.Heads*nb, func(lo, hi int) {
+		need := min(rows, attnRowBlock) * L
 		bp, _ := scorePool.Get().(*[]float32)
 		if bp == nil || cap(*bp) < need {
 			b := make([]float32, need)
 			bp = &b
 		}
-		s := (*bp)[:need]
-		for h := lo; h < hi; h++ {
+		for task := lo; task < hi; task++ {
+			h, blk := task/nb, task%nb
 			g := h / group
-			// S = Q_h · K_gᵀ  [rows × L]
-			kernels.Sgemm(true, rows, L, hd, q[h*hd:], qw, cache.K[g*hd:], kw, s, L, false)
-			for t := 0; t < rows; t++ {
-				softmaxCausal(s[t*L:(t+1)*L], pos0+t+1, a.Scale)
+			t0 := blk * attnRowBlock
+			t1 := min(rows, t0+attnRowBlock)
+			n := t1 - t0
+			lb := pos0 + t1 // keys visible to the block's last row
+			s := (*bp)[:n*lb]
+			// S = Q_h[t0:t1] · K_g[:lb]ᵀ  [n × lb]
+			kernels.Sgemm(true, n, lb, hd, q[t0*qw+h*hd:], qw, cache.K[g*hd:], kw, s, lb, false)
+			for t := t0; t < t1; t++ {
+				row := s[(t-t0)*lb : (t-t0+1)*lb]
+				softmaxCausal(row, pos0+t+1, a.Scale)
 				if a.QuantP != nil {
-					a.QuantP(s[t*L : t*L+pos0+t+1])
+					a.QuantP(row[:pos0+t+1])
 				}
 			}
-			// O_h = P · V_g  [rows × hd], written into the head's columns of out
-			kernels.Sgemm(false, rows, hd, L, s, L, cache.V[g*hd:], kw, out[h*hd:], qw, false)
+			// O_h[t0:t1] = P · V_g[:lb]  [n × hd], into the head's columns of out
+			kernels.Sgemm(false, n, hd, lb, s, lb, cache.V[g*hd:], kw, out[t0*qw+h*hd:], qw, false)
 		}
 		scorePool.Put(bp)
 	})
 }
+
+// attnRowBlock is the number of query rows per causal block.
+const attnRowBlock = 64
 
 // softmaxCausal turns row[:n] (raw scores) into probabilities of
 // softmax(scale·row[:n]) and zeroes the masked tail row[n:]. scale must be

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 )
 
@@ -49,6 +50,7 @@ func run(args []string) int {
 		}
 		fs := flag.NewFlagSet("llmq "+c.name, flag.ContinueOnError)
 		threads := fs.Int("threads", runtime.NumCPU(), "worker threads for the numeric kernels")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the command to this file (go tool pprof)")
 		fs.BoolVar(&reference, "reference", false, "run quantized layers by dequantizing to FP32 (for debugging) instead of the low-bit kernels")
 		c.flags(fs)
 		fs.Usage = func() {
@@ -65,6 +67,14 @@ func run(args []string) int {
 		if *threads > 0 {
 			runtime.GOMAXPROCS(*threads)
 		}
+		if *cpuProfile != "" {
+			stop, err := startCPUProfile(*cpuProfile)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "llmq %s: %v\n", c.name, err)
+				return 1
+			}
+			defer stop()
+		}
 		if err := c.run(fs, fs.Args()); err != nil {
 			fmt.Fprintf(os.Stderr, "llmq %s: %v\n", c.name, err)
 			return 1
@@ -74,6 +84,19 @@ func run(args []string) int {
 	fmt.Fprintf(os.Stderr, "llmq: unknown command %q\n\n", args[0])
 	usage(os.Stderr)
 	return 2
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func usage(w *os.File) {
