@@ -117,12 +117,6 @@ var (
 	int8Tokens  = quant.MustParseSpec("int8-sym-token")
 )
 
-// int8ExactK is the longest reduction a float32 GEMM of int8-valued
-// operands computes exactly: every partial sum is an integer of magnitude
-// at most 127²·K, and float32 holds all integers up to 2^24, so
-// 16129·K ≤ 16 777 216 gives K ≤ 1040.
-const int8ExactK = 1040
-
 // Int8Stats count the outlier columns an Int8Linear has seen.
 type Int8Stats struct {
 	Forwards          int64 // Forward calls
@@ -148,11 +142,9 @@ func (s Int8Stats) MeanOutlierColumns() float64 {
 // Memory: the int8 codes (1 byte per weight), the row scales and the bias;
 // plus, unless built with keepFP false, an FP32 copy of W (4 bytes per
 // weight) from which the outlier columns are read — the paper keeps the
-// FP16 weights for them. Forward also keeps a float32 copy of the codes (4
-// bytes per weight, not counted by Bytes, like QuantLinear's dequantized
-// cache): with it the int8 product runs through the FP32 GEMM on integer
-// values, which is exact (see int8ExactK) and an order of magnitude faster
-// in Go than an integer loop. Int8MatMul is the int32 reference it equals.
+// FP16 weights for them. The int8 product runs on the INT8 GEMM kernels
+// (kernels.PackedS8, VNNI or AVX2, exact int32 accumulation) over the codes
+// packed once at construction; Int8MatMul is the int32 reference it equals.
 //
 // Forward is safe for concurrent use.
 type Int8Linear struct {
@@ -160,7 +152,7 @@ type Int8Linear struct {
 	threshold float32
 	codes     []int8    // q(W) [out×in]
 	scales    []float32 // s_w per output row
-	codesF    []float32 // codes as float32, for the exact FP32 GEMM
+	packed    *kernels.PackedS8 // the codes in the INT8 GEMM's layout
 	w         []float32 // FP32 W for the outlier columns (nil: dequantize the codes)
 	bias      []float32
 
@@ -191,11 +183,10 @@ func NewInt8Linear(w, b []float32, out, in int, threshold float64, keepFP bool) 
 	}
 	l := &Int8Linear{in: in, out: out, threshold: float32(threshold), colHits: make([]int64, in)}
 	l.codes = make([]int8, out*in)
-	l.codesF = make([]float32, out*in)
 	for i, c := range qt.Codes() {
 		l.codes[i] = int8(c)
-		l.codesF[i] = float32(c)
 	}
+	l.packed = kernels.PackS8(l.codes, out, in)
 	l.scales = append([]float32(nil), qt.Scales...)
 	if keepFP {
 		l.w = append([]float32(nil), w...)
@@ -272,10 +263,9 @@ func (l *Int8Linear) ResetStats() {
 type int8Scratch struct {
 	isOut  []bool
 	cols   []int
-	qx     []float32 // q(X) as integer-valued floats [rows×in]
+	qx     []int8 // q(X) [rows×in], outlier columns zeroed
 	sx     []float32
 	acc    []int32 // exact Σ q(x)·q(w) [rows×out]
-	tmp    []float32
 	xo, wo []float32
 }
 
@@ -318,7 +308,10 @@ func (l *Int8Linear) Forward(y, x []float32, rows int) {
 	}
 
 	// Per-token absmax quantization of the other columns.
-	s.qx = int8Grow(s.qx, rows*in)
+	if cap(s.qx) < rows*in {
+		s.qx = make([]int8, rows*in)
+	}
+	s.qx = s.qx[:rows*in]
 	s.sx = int8Grow(s.sx, rows)
 	quantRows := func(t0, t1 int) {
 		q := int8Tokens.Quantizer(quant.Params{})
@@ -336,7 +329,7 @@ func (l *Int8Linear) Forward(y, x []float32, rows int) {
 				if s.isOut[j] {
 					qr[j] = 0
 				} else {
-					qr[j] = float32(quant.QuantizeInt(v, p.Scale, 0, q.QMin, q.QMax))
+					qr[j] = int8(quant.QuantizeInt(v, p.Scale, 0, q.QMin, q.QMax))
 				}
 			}
 		}
@@ -352,8 +345,7 @@ func (l *Int8Linear) Forward(y, x []float32, rows int) {
 		s.acc = make([]int32, rows*out)
 	}
 	s.acc = s.acc[:rows*out]
-	s.tmp = int8Grow(s.tmp, rows*out)
-	int8ProductF32(s.acc, s.qx, l.codesF, rows, out, in, s.tmp)
+	l.packed.MatMul(s.acc, s.qx, rows)
 	for t := 0; t < rows; t++ {
 		sx := float64(s.sx[t])
 		yr, ar := y[t*out:(t+1)*out], s.acc[t*out:(t+1)*out]
@@ -376,7 +368,7 @@ func (l *Int8Linear) Forward(y, x []float32, rows int) {
 				if l.w != nil {
 					s.wo[i*n+k] = l.w[i*in+j]
 				} else {
-					s.wo[i*n+k] = l.scales[i] * l.codesF[i*in+j]
+					s.wo[i*n+k] = l.scales[i] * float32(l.codes[i*in+j])
 				}
 			}
 		}
@@ -393,29 +385,6 @@ func (l *Int8Linear) Forward(y, x []float32, rows int) {
 		l.colHits[j]++
 	}
 	l.mu.Unlock()
-}
-
-// int8ProductF32 computes c[m×n] = a[m×k]·b[n×k]ᵀ exactly for integer-valued
-// float32 operands in [−127, 127]: the FP32 GEMM over chunks of at most
-// int8ExactK columns (each exact), the chunks summed in int32. tmp holds
-// m·n floats.
-func int8ProductF32(c []int32, a, b []float32, m, n, k int, tmp []float32) {
-	for k0 := 0; k0 < k; k0 += int8ExactK {
-		kk := min(int8ExactK, k-k0)
-		kernels.Sgemm(true, m, n, kk, a[k0:], k, b[k0:], k, tmp, n, false)
-		if k0 == 0 {
-			for i, v := range tmp[:m*n] {
-				c[i] = int32(v)
-			}
-		} else {
-			for i, v := range tmp[:m*n] {
-				c[i] += int32(v)
-			}
-		}
-	}
-	if k == 0 {
-		clear(c[:m*n])
-	}
 }
 
 // Int8MatMul computes c[m×n] = a[m×k]·b[n×k]ᵀ for int8 matrices with exact

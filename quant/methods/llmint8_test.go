@@ -125,9 +125,10 @@ func TestInt8OutlierDecomposition(t *testing.T) {
 	}
 }
 
-// The integer product is exact: the int32 kernel and the chunked float32
-// GEMM both equal a float64 sum of integer products, including the
-// worst case 127·127·k far beyond float32's 2^24 integers.
+// The integer product is exact: the int32 reference and the INT8 GEMM
+// kernel Int8Linear runs both equal a float64 sum of integer products,
+// including the worst case 127·127·k far beyond float32's 2^24 integers
+// (where a float32 GEMM would round).
 func TestInt8ExactAccumulation(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, c := range []struct {
@@ -159,7 +160,7 @@ func TestInt8ExactAccumulation(t *testing.T) {
 		got := make([]int32, c.m*c.n)
 		Int8MatMul(got, a, b, c.m, c.n, c.k)
 		gotF := make([]int32, c.m*c.n)
-		int8ProductF32(gotF, af, bf, c.m, c.n, c.k, make([]float32, c.m*c.n))
+		kernels.PackS8(b, c.n, c.k).MatMul(gotF, a, c.m)
 		naive := make([]float32, c.m*c.n) // one float32 GEMM over all of k
 		kernels.Sgemm(true, c.m, c.n, c.k, af, c.k, bf, c.k, naive, c.n, false)
 		inexact := 0
@@ -170,7 +171,7 @@ func TestInt8ExactAccumulation(t *testing.T) {
 					want += float64(a[i*c.k+p]) * float64(b[j*c.k+p])
 				}
 				if float64(got[i*c.n+j]) != want || float64(gotF[i*c.n+j]) != want {
-					t.Fatalf("%d×%d×%d: c[%d,%d] int32 %d, float32 chunks %d, want %.0f", c.m, c.n, c.k, i, j, got[i*c.n+j], gotF[i*c.n+j], want)
+					t.Fatalf("%d×%d×%d: c[%d,%d] int32 %d, INT8 kernel %d, want %.0f", c.m, c.n, c.k, i, j, got[i*c.n+j], gotF[i*c.n+j], want)
 				}
 				if float64(naive[i*c.n+j]) != want {
 					inexact++
