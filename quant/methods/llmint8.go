@@ -150,10 +150,10 @@ func (s Int8Stats) MeanOutlierColumns() float64 {
 type Int8Linear struct {
 	in, out   int
 	threshold float32
-	codes     []int8    // q(W) [out×in]
-	scales    []float32 // s_w per output row
+	codes     []int8            // q(W) [out×in]
+	scales    []float32         // s_w per output row
 	packed    *kernels.PackedS8 // the codes in the INT8 GEMM's layout
-	w         []float32 // FP32 W for the outlier columns (nil: dequantize the codes)
+	w         []float32         // FP32 W for the outlier columns (nil: dequantize the codes)
 	bias      []float32
 
 	mu      sync.Mutex
