@@ -26,6 +26,10 @@ const (
 	I8   DType = "I8"
 	U8   DType = "U8"
 	Bool DType = "BOOL"
+	// FP8 bit patterns (compressed-tensors' float-quantized weights); stored
+	// and copied as bytes, not widened by Float32.
+	F8E4M3 DType = "F8_E4M3"
+	F8E5M2 DType = "F8_E5M2"
 )
 
 // Size is the number of bytes of one element, or 0 for an unknown dtype.
@@ -37,7 +41,7 @@ func (d DType) Size() int {
 		return 4
 	case F16, BF16, I16:
 		return 2
-	case I8, U8, Bool:
+	case I8, U8, Bool, F8E4M3, F8E5M2:
 		return 1
 	}
 	return 0

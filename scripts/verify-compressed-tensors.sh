@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Independent check of `llmq export --format compressed-tensors` on
+# wiki-llama-25m, in two halves:
+#
+#   scripts/verify-compressed-tensors.sh prepare
+#       (here, with Go) quantizes ../shared/models/wiki-llama-25m with the
+#       w8a8 and gptq-w4a16 presets, exports both folders as
+#       compressed-tensors, writes llmq's own logits and hidden states for a
+#       fixed token sequence (tools/dumplogits: reference path, low-bit
+#       kernels, and for W8A8 also without activation quantization, and
+#       every linear's input and output in the reference run), and
+#       packs exports + logits into out/ct-verify/bundle.tar.xz (xz finds the
+#       embedding the two exports share, so the bundle stays small enough to
+#       travel to a GPU machine).
+#
+#   scripts/verify-compressed-tensors.sh device OUTDIR
+#       (on a machine with torch, safetensors and transformers; no Go, no
+#       llmq code) unpacks the bundle and runs
+#       scripts/verify_compressed_tensors.py on both exports, printing to
+#       stdout and OUTDIR/compressed-tensors-verify.txt. Optional packages
+#       are used when present: compressed_tensors (library dequantization
+#       and transformers loading) and vllm (with VLLM=1, each export served
+#       under a time limit of VLLM_TIMEOUT seconds, default 150).
+#
+# The printed output of the device half is kept in
+# docs/compressed-tensors-verify.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+W=out/ct-verify
+case "${1:-}" in
+prepare)
+	SHARED=${LLMQ_SHARED:-../shared}
+	rm -rf "$W"
+	mkdir -p "$W"
+	go build -o "$W/llmq" ./cmd/llmq
+	go build -o "$W/dumplogits" ./tools/dumplogits
+	"$W/llmq" quantize --model "$SHARED/models/wiki-llama-25m" --recipe w8a8 --out "$W/q-w8a8"
+	"$W/llmq" quantize --model "$SHARED/models/wiki-llama-25m" --recipe gptq-w4a16 --out "$W/q-gptq-w4a16"
+	mkdir -p "$W/bundle"
+	for q in w8a8 gptq-w4a16; do
+		"$W/llmq" export --model "$W/q-$q" --format compressed-tensors --out "$W/bundle/wiki-llama-25m-$q"
+		rec=()
+		if [ $q = w8a8 ]; then rec=(--record-linears); fi
+		"$W/dumplogits" --model "$W/q-$q" --reference "${rec[@]}" --out "$W/bundle/logits-$q-reference.safetensors"
+		"$W/dumplogits" --model "$W/q-$q" --out "$W/bundle/logits-$q-kernels.safetensors"
+	done
+	"$W/dumplogits" --model "$W/q-w8a8" --weights-only --out "$W/bundle/logits-w8a8-weightsonly.safetensors"
+	# The two exports side by side, so that xz's 64 MiB window sees both
+	# copies of the embedding.
+	(cd "$W/bundle" && tar -cf - wiki-llama-25m-w8a8 wiki-llama-25m-gptq-w4a16 logits-*.safetensors) | xz -9e -T2 >"$W/bundle.tar.xz"
+	rm -rf "$W/bundle" "$W/q-w8a8" "$W/q-gptq-w4a16" "$W/llmq" "$W/dumplogits"
+	ls -l "$W/bundle.tar.xz"
+	;;
+device)
+	OUTDIR=${2:?usage: $0 device OUTDIR}
+	mkdir -p "$OUTDIR" /tmp/ct-verify
+	python3 -c "import tarfile; tarfile.open('$W/bundle.tar.xz').extractall('/tmp/ct-verify')"
+	B=/tmp/ct-verify
+	{
+		echo "# scripts/verify-compressed-tensors.sh device — $(date -u +%Y-%m-%dT%H:%MZ)"
+		nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || true
+		python3 - <<'PY'
+import importlib.metadata as md
+vs = []
+for p in ["torch", "safetensors", "transformers", "compressed-tensors", "vllm"]:
+    try:
+        vs.append(f"{p} {md.version(p)}")
+    except md.PackageNotFoundError:
+        vs.append(f"{p} absent")
+print("packages:", ", ".join(vs))
+PY
+		status=0
+		python3 scripts/verify_compressed_tensors.py --export "$B/wiki-llama-25m-gptq-w4a16" \
+			--logits "$B/logits-gptq-w4a16-reference.safetensors" --logits "$B/logits-gptq-w4a16-kernels.safetensors" || status=1
+		python3 scripts/verify_compressed_tensors.py --export "$B/wiki-llama-25m-w8a8" \
+			--logits "$B/logits-w8a8-reference.safetensors" --logits "$B/logits-w8a8-kernels.safetensors" \
+			--logits "$B/logits-w8a8-weightsonly.safetensors" || status=1
+		echo "overall (steps 1-5): $([ $status = 0 ] && echo OK || echo FAILED)"
+		if [ "${VLLM:-0}" = 1 ]; then
+			for q in gptq-w4a16 w8a8; do
+				timeout "${VLLM_TIMEOUT:-150}" python3 scripts/verify_compressed_tensors.py --vllm-only \
+					--export "$B/wiki-llama-25m-$q" --logits "$B/logits-$q-reference.safetensors" ||
+					echo "6. vllm check of $q: did not finish (exit $?)"
+			done
+		fi
+	} 2>&1 | grep -v -e "^Warning" -e "warnings.warn" | tee "$OUTDIR/compressed-tensors-verify.txt"
+	;;
+*)
+	echo "usage: $0 prepare | device OUTDIR" >&2
+	exit 2
+	;;
+esac
