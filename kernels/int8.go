@@ -264,12 +264,22 @@ func packAS8Offset(dst, a []byte, lda, rows, k int) {
 	k4 := (k + 3) / 4
 	kf := k / 4
 	dst = dst[:k4*rows*4]
+	// Sequential writes: step q of all rows, then the next step. The
+	// bounds are checked once here; the loop moves whole dwords.
+	if kf > 0 {
+		_ = a[(rows-1)*lda+4*kf-1]
+		_ = dst[kf*rows*4-1]
+		d := unsafe.Pointer(unsafe.SliceData(dst))
+		src := unsafe.Pointer(unsafe.SliceData(a))
+		for q := 0; q < kf; q++ {
+			dq, sq := unsafe.Add(d, q*rows*4), unsafe.Add(src, 4*q)
+			for r := 0; r < rows; r++ {
+				*(*uint32)(unsafe.Add(dq, 4*r)) = *(*uint32)(unsafe.Add(sq, r*lda)) ^ 0x80808080
+			}
+		}
+	}
 	for r := 0; r < rows; r++ {
 		src := a[r*lda : r*lda+k]
-		for q := 0; q < kf; q++ {
-			v := binary.LittleEndian.Uint32(src[4*q:])
-			binary.LittleEndian.PutUint32(dst[(q*rows+r)*4:], v^0x80808080)
-		}
 		if kf < k4 {
 			var t [4]byte
 			copy(t[:], src[4*kf:])

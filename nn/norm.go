@@ -1,6 +1,10 @@
 package nn
 
-import "math"
+import (
+	"math"
+
+	"llmq/kernels"
+)
 
 // Norm normalises each row of x into y (y may alias x).
 type Norm interface {
@@ -20,7 +24,12 @@ func (n *RMSNorm) Width() int { return len(n.W) }
 
 func (n *RMSNorm) Forward(y, x []float32, rows int) {
 	d := len(n.W)
-	for r := 0; r < rows; r++ {
+	normRows(rows, d, func(r0, r1 int) { n.forward(y, x, r0, r1) })
+}
+
+func (n *RMSNorm) forward(y, x []float32, r0, r1 int) {
+	d := len(n.W)
+	for r := r0; r < r1; r++ {
 		xr, yr := x[r*d:r*d+d], y[r*d:r*d+d]
 		var ss float64
 		for _, v := range xr {
@@ -44,7 +53,12 @@ func (n *LayerNorm) Width() int { return len(n.W) }
 
 func (n *LayerNorm) Forward(y, x []float32, rows int) {
 	d := len(n.W)
-	for r := 0; r < rows; r++ {
+	normRows(rows, d, func(r0, r1 int) { n.forward(y, x, r0, r1) })
+}
+
+func (n *LayerNorm) forward(y, x []float32, r0, r1 int) {
+	d := len(n.W)
+	for r := r0; r < r1; r++ {
 		xr, yr := x[r*d:r*d+d], y[r*d:r*d+d]
 		var s float64
 		for _, v := range xr {
@@ -74,4 +88,14 @@ func NormParams(n Norm) (w, b []float32) {
 		return v.W, v.B
 	}
 	return nil, nil
+}
+
+// normRows runs f over row ranges, split across threads for a prefill's
+// many rows (each row is computed the same way either way).
+func normRows(rows, d int, f func(r0, r1 int)) {
+	if rows < 16 || rows*d < 1<<15 {
+		f(0, rows)
+		return
+	}
+	kernels.ParallelFor(rows, f)
 }
