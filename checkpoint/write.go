@@ -95,5 +95,10 @@ func WriteFileAtomic(path string, fill func(w *bufio.Writer) error) (err error) 
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	// CreateTemp makes the file private (0600); give it the usual
+	// read permissions of a model file.
+	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	return os.Rename(tmp.Name(), path)
 }

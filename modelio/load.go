@@ -30,6 +30,9 @@ func Load(path string) (*model.Model, error) { return LoadWith(path, Options{}) 
 
 // LoadWith is Load with options.
 func LoadWith(path string, opt Options) (*model.Model, error) {
+	if IsGGUF(path) {
+		return loadGGUF(path) // a llama.cpp file: see gguf.go
+	}
 	cfgPath := filepath.Join(path, "config.json")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {

@@ -73,8 +73,15 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("%s already exists; choose a new output folder", out)
 	}
-	cfgRaw, err := os.ReadFile(filepath.Join(srcDir, "config.json"))
-	if err != nil {
+	var ggufFiles map[string][]byte // config.json and tokenizer.model of a GGUF source
+	var cfgRaw []byte
+	var err error
+	if IsGGUF(srcDir) {
+		if ggufFiles, err = GGUFSourceFiles(srcDir); err != nil {
+			return err
+		}
+		cfgRaw = ggufFiles["config.json"]
+	} else if cfgRaw, err = os.ReadFile(filepath.Join(srcDir, "config.json")); err != nil {
 		return fmt.Errorf("%s: a quantized model is saved beside its source config.json: %w", srcDir, err)
 	}
 	var cfg map[string]any
@@ -148,7 +155,17 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), append(cfgOut, '\n'), 0o644); err != nil {
 		return err
 	}
+	for name, data := range ggufFiles {
+		if name != "config.json" {
+			if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+				return err
+			}
+		}
+	}
 	for _, f := range []string{"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"} {
+		if ggufFiles != nil {
+			break
+		}
 		if err := copyFile(filepath.Join(srcDir, f), filepath.Join(tmp, f)); err != nil && !os.IsNotExist(err) {
 			return err
 		}

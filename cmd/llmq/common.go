@@ -44,6 +44,9 @@ func loadTokenizer(modelPath, override string) (tokenizer.Tokenizer, error) {
 		}
 		return sentencePiece(tokenizer.LoadSentencePiece(override))
 	}
+	if modelio.IsGGUF(modelPath) {
+		return sentencePiece(modelio.GGUFTokenizer(modelPath)) // the vocabulary travels in the file
+	}
 	dir := modelPath
 	if st, err := os.Stat(modelPath); err == nil && !st.IsDir() {
 		dir = filepath.Dir(modelPath)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"llmq/eval"
+	"llmq/gguf"
 	"llmq/internal/progress"
 	"llmq/internal/sysinfo"
 	"llmq/model"
@@ -16,7 +17,7 @@ import (
 )
 
 func init() {
-	var modelPath, data, tokPath, recipeName, basePath *string
+	var modelPath, data, tokPath, recipeName, basePath, ggufRound *string
 	var seqlen, limit *int
 	var asJSON *bool
 	var cf *calibFlags
@@ -49,6 +50,7 @@ Example:
 			asJSON = fs.Bool("json", false, "print the result as JSON on stdout")
 			recipeName = fs.String("recipe", "", "quantize on the fly with this recipe (file or preset) and compare with the unquantized model")
 			basePath = fs.String("base", "", "compare --model with this (unquantized) model: KL divergence and top-1 agreement")
+			ggufRound = fs.String("gguf-round", "", "round the weights as a GGUF export of this type would (q8_0, q4_0, f16): the in-process twin of llmq export --format gguf")
 			cf = addCalibFlags(fs)
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
@@ -61,6 +63,15 @@ Example:
 			m, err := loadModel(*modelPath)
 			if err != nil {
 				return err
+			}
+			if *ggufRound != "" {
+				typ, err := gguf.ParseType(*ggufRound)
+				if err != nil {
+					return err
+				}
+				if err := modelio.RoundLikeGGUF(m, typ); err != nil {
+					return err
+				}
 			}
 			tok, err := loadTokenizer(*modelPath, *tokPath)
 			if err != nil {

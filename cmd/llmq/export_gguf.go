@@ -1,8 +1,109 @@
 package main
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 
-// exportGGUF writes o.model as a GGUF file.
+	"llmq/gguf"
+	"llmq/model"
+	"llmq/modelio"
+	"llmq/quant"
+	"llmq/tokenizer"
+)
+
+// exportGGUF writes o.model as a GGUF file for llama.cpp: Llama-architecture
+// models (HF folders, llama2.c files, llmq quantized folders — whose layers
+// are dequantized and re-encoded — or GGUF files), with the vocabulary of
+// the folder's SentencePiece tokenizer.model. --type sets the type of the
+// 2-D weights (token_embd and output included); norms stay F32. Without
+// --type: f16 for an FP model, q8_0 or q4_0 for a quantized folder whose
+// weights have 8 or at most 4 bits.
 func exportGGUF(o exportOptions) error {
-	return errors.New("GGUF export is not implemented yet")
+	m, err := modelio.LoadWith(o.model, modelio.Options{Reference: true})
+	if err != nil {
+		return err
+	}
+	typ, err := ggufExportType(o.typ, m)
+	if err != nil {
+		return err
+	}
+	tok, err := ggufVocabulary(o.model)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimSuffix(filepath.Base(filepath.Clean(o.model)), filepath.Ext(o.model))
+	rep, err := modelio.ExportGGUF(m, tok, modelio.GGUFExport{Path: o.out, Type: typ, Name: name})
+	if err != nil {
+		return err
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(os.Stderr, "note: %s\n", n)
+	}
+	var counts []string
+	for t, n := range rep.Tensors {
+		counts = append(counts, fmt.Sprintf("%d %v", n, t))
+	}
+	sort.Strings(counts)
+	st, err := os.Stat(o.out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s (%s tensors; %.1f MiB)\n", o.out, strings.Join(counts, ", "), float64(st.Size())/(1<<20))
+	return nil
+}
+
+// ggufExportType resolves --type (see exportGGUF for the default).
+func ggufExportType(s string, m *model.Model) (gguf.Type, error) {
+	if s != "" {
+		return gguf.ParseType(s)
+	}
+	bits := 0
+	for _, b := range m.Blocks {
+		for _, nl := range b.Linears() {
+			if q, ok := (*nl.Linear).(*quant.QuantLinear); ok {
+				bits = max(bits, q.Weight().Spec.Bits)
+			}
+		}
+	}
+	switch {
+	case bits == 0:
+		return gguf.F16, nil
+	case bits <= 4:
+		return gguf.Q4_0, nil
+	case bits == 8:
+		return gguf.Q8_0, nil
+	}
+	return 0, fmt.Errorf("no GGUF type matches %d-bit weights; pass --type", bits)
+}
+
+// ggufVocabulary finds the SentencePiece vocabulary to embed: the model's
+// own when it is a GGUF file, else tokenizer.model (or llama2.c's
+// tokenizer.bin) in its folder or beside the model file. None (nil) is allowed: llama.cpp then needs the
+// vocabulary from elsewhere, and the export says so.
+func ggufVocabulary(modelPath string) (*tokenizer.SentencePiece, error) {
+	if modelio.IsGGUF(modelPath) {
+		t, err := modelio.GGUFTokenizer(modelPath)
+		if err != nil {
+			return nil, nil
+		}
+		return t, nil
+	}
+	dir := modelPath
+	if st, err := os.Stat(modelPath); err == nil && !st.IsDir() {
+		dir = filepath.Dir(modelPath)
+	}
+	t, err := tokenizer.LoadSentencePiece(filepath.Join(dir, "tokenizer.model"))
+	if errors.Is(err, fs.ErrNotExist) {
+		// llama2.c's flat tokenizer.bin holds the same vocabulary.
+		t, err = tokenizer.LoadLlama2C(filepath.Join(dir, "tokenizer.bin"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	return t, err
 }

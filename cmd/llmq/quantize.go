@@ -138,7 +138,11 @@ Example:
 			// near the live size instead of Go's default 2×.
 			debug.SetGCPercent(25)
 			// Lazily: block weights are read as quantization reaches them.
-			m, err := model.LoadLazy(*modelPath)
+			load := model.LoadLazy
+			if modelio.IsGGUF(*modelPath) {
+				load = modelio.Load // a GGUF file loads whole, dequantized to FP32
+			}
+			m, err := load(*modelPath)
 			if err != nil {
 				return err
 			}
