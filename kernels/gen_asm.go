@@ -1698,6 +1698,80 @@ func genInt4File() {
 	for r := 1; r <= q4A8MR; r++ {
 		genQ4A8(r)
 	}
+	genQ4A16Z1()
+}
+
+// genQ4A16Z1 emits
+//
+//	func q4A16Z1(ng, gk int, a *float32, w *uint32, sz *float32, xs *float32, c *float32, ldc int, accum int)
+//
+// q4A16K1 (one row, the decode GEMV) for AVX-512: a block's 16 weight
+// dwords are exactly one zmm, so each nibble takes one VPANDD (mask
+// broadcast from memory), one VCVTDQ2PS and one FMA whose activation
+// operand is an embedded broadcast — 3 µops per 16 weights where the AVX2
+// kernel needs 7 (two halves and a separate broadcast). Four accumulator
+// sets (nibble i goes to set i%4) cover the FMA latency; the group's
+// scale and zero-point vectors are one zmm each.
+func genQ4A16Z1() {
+	const S = 4
+	acc := func(s int) string { return z(s) }
+	p("")
+	p("// func q4A16Z1(ng, gk int, a *float32, w *uint32, sz *float32, xs *float32, c *float32, ldc int, accum int)")
+	p("TEXT ·q4A16Z1(SB), NOSPLIT, $0-72")
+	p("\tMOVQ ng+0(FP), CX")
+	p("\tMOVQ a+16(FP), SI")
+	p("\tMOVQ w+24(FP), DI")
+	p("\tMOVQ sz+32(FP), BX")
+	p("\tMOVQ xs+40(FP), R10")
+	p("\tMOVQ c+48(FP), DX")
+	p("\tMOVQ accum+64(FP), R13")
+	p("\tTESTQ CX, CX")
+	p("\tJZ done")
+	p("group:")
+	for s := 0; s < S; s++ {
+		p("\tVPXORD %s, %s, %s", acc(s), acc(s), acc(s))
+	}
+	p("\tMOVQ gk+8(FP), AX")
+	p("block:")
+	p("\tVMOVDQU32 (DI), Z10")
+	p("\tPREFETCHT0 %d(DI)", q4Prefetch)
+	for i := 0; i < 8; i++ {
+		t := z(12 + i%2)
+		if i < 7 {
+			p("\tVPANDD.BCST q4Mask<>+%d(SB), Z10, %s", 32*i, t)
+		} else {
+			p("\tVPSRLD $28, Z10, %s", t)
+		}
+		p("\tVCVTDQ2PS %s, %s", t, t)
+		p("\tVFMADD231PS.BCST %d(SI), %s, %s", 4*i, t, acc(i%S))
+	}
+	p("\tADDQ $64, DI")
+	p("\tADDQ $32, SI")
+	p("\tDECQ AX")
+	p("\tJNZ block")
+	p("\tVADDPS Z1, Z0, Z0")
+	p("\tVADDPS Z3, Z2, Z2")
+	p("\tVADDPS Z2, Z0, Z0")
+	p("\tVBROADCASTSS (R10), Z15")
+	p("\tVFNMADD231PS 64(BX), Z15, Z0") // − zero·Σx
+	p("\tTESTQ R13, R13")
+	p("\tJZ first")
+	p("\tVMOVUPS (DX), Z12")
+	p("\tVFMADD231PS (BX), Z0, Z12") // C += scale·acc
+	p("\tVMOVUPS Z12, (DX)")
+	p("\tJMP next")
+	p("first:")
+	p("\tVMULPS (BX), Z0, Z0")
+	p("\tVMOVUPS Z0, (DX)")
+	p("\tMOVQ $1, R13")
+	p("next:")
+	p("\tADDQ $128, BX")
+	p("\tADDQ $4, R10")
+	p("\tDECQ CX")
+	p("\tJNZ group")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
 
 // q4CRow returns the address of row r, byte offset off, of a C tile at DX

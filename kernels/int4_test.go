@@ -103,6 +103,24 @@ var q4Specs = []struct {
 	{"int4-asym-g7", 21},        // groups of 7: one nibble of padding each
 }
 
+// q4Impls lists the W4A16 implementations: pure Go, the AVX2 kernels, and
+// the AVX-512 one-row kernel where the CPU has it.
+func q4Impls(t testing.TB) []string {
+	impls := []string{"go"}
+	if kernels.HasAsm() {
+		impls = append(impls, "avx2")
+		if kernels.HasQ4AVX512() {
+			impls = append(impls, "avx512")
+		}
+	}
+	return impls
+}
+
+func withQ4Impl(impl string, f func()) {
+	defer kernels.UseQ4AVX512(impl == "avx512")()
+	withImpl(impl != "go", f)
+}
+
 // TestQ4MatMul checks W4A16 against the float64 reference and against
 // dequantize-then-Sgemm, for symmetric and asymmetric grids and several
 // group sizes, on every implementation.
@@ -118,15 +136,15 @@ func TestQ4MatMul(t *testing.T) {
 				}
 				want := make([]float32, m*n)
 				kernels.Sgemm(true, m, n, sc.k, a, sc.k, c.deq, sc.k, want, n, false)
-				for _, asm := range implPaths(t) {
-					withImpl(asm, func() {
+				for _, impl := range q4Impls(t) {
+					withQ4Impl(impl, func() {
 						got := make([]float32, m*n+1)
 						got[m*n] = 42
 						c.p.MatMul(got, a, m)
 						if got[m*n] != 42 {
 							t.Fatalf("%s: wrote past C", c.label)
 						}
-						what := fmt.Sprintf("%s m=%d", implName(asm), m)
+						what := fmt.Sprintf("%s m=%d", impl, m)
 						c.checkA16(t, what, m, a, got)
 						for i := range want { // and vs dequantize-then-Sgemm
 							if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*(math.Abs(float64(want[i]))+0.05) {

@@ -72,3 +72,14 @@ func UseS8Set(name string) (restore func()) {
 	}
 	panic("kernels: no INT8 kernel set " + name)
 }
+
+// HasQ4AVX512 reports whether the AVX-512 W4A16 decode kernel runs here.
+func HasQ4AVX512() bool { return cpuHasAVX512 }
+
+// UseQ4AVX512 turns the AVX-512 W4A16 decode kernel on or off (where the
+// CPU has it) and returns a function restoring the previous choice.
+func UseQ4AVX512(on bool) (restore func()) {
+	prev := q4AVX512
+	q4AVX512 = on && cpuHasAVX512
+	return func() { q4AVX512 = prev }
+}
