@@ -97,9 +97,7 @@ func (b *Block) attention(out, in []float32, T int, cache *nn.KVCache, rope *nn.
 	q := s.q[:T*b.Q.Out()]
 	k := s.k[:T*b.K.Out()]
 	v := s.v[:T*b.V.Out()]
-	b.Q.Forward(q, in, T)
-	b.K.Forward(k, in, T)
-	b.V.Forward(v, in, T)
+	nn.ForwardShared(in, T, []nn.Linear{b.Q, b.K, b.V}, [][]float32{q, k, v})
 	if rope != nil {
 		pos0 := cache.Len
 		rope.Apply(q, T, b.Attn.Heads, pos0)
@@ -113,16 +111,18 @@ func (b *Block) attention(out, in []float32, T int, cache *nn.KVCache, rope *nn.
 func (b *Block) mlp(out, in []float32, T int, s *scratch) {
 	F := b.Up.Out()
 	u := s.f[:T*F]
-	b.Up.Forward(u, in, T)
+	var g []float32
+	if b.Gate != nil {
+		g = s.g[:T*F]
+		nn.ForwardShared(in, T, []nn.Linear{b.Up, b.Gate}, [][]float32{u, g})
+	} else {
+		b.Up.Forward(u, in, T)
+	}
 	switch {
 	case b.Gate != nil && b.ActIsSiLU:
-		g := s.g[:T*F]
-		b.Gate.Forward(g, in, T)
 		forRows(T, F, func(lo, hi int) { kernels.SiLUMul(g[lo:hi], u[lo:hi]) })
 		u = g
 	case b.Gate != nil:
-		g := s.g[:T*F]
-		b.Gate.Forward(g, in, T)
 		forRows(T, F, func(lo, hi int) {
 			b.Act(g[lo:hi])
 			for i, v := range g[lo:hi] {

@@ -52,3 +52,52 @@ func AddBias(y, b []float32, rows int) {
 		}
 	}
 }
+
+// SharedInput is implemented by linears that transform their input before
+// the product — the W8A8 kernels quantize each row to int8 and pack it for
+// the INT8 GEMM. Linears reading the same x with the same non-empty
+// InputFormat can share one PrepareInput; ForwardShared arranges it.
+type SharedInput interface {
+	Linear
+	// InputFormat names the prepared form ("" when there is none to share).
+	InputFormat() string
+	// PrepareInput transforms x [rows×In] once.
+	PrepareInput(x []float32, rows int) Prepared
+	// ForwardPrepared computes y [rows×Out] from a prepared input; it
+	// gives exactly what Forward gives on the same x.
+	ForwardPrepared(y []float32, in Prepared, rows int)
+}
+
+// Prepared is a prepared input; Release frees it after its last use.
+type Prepared interface{ Release() }
+
+// ForwardShared computes ys[i][rows×ls[i].Out()] = ls[i](x) for linears
+// reading the same x (a block's q/k/v projections, its gate and up
+// projections), preparing x once per input format.
+func ForwardShared(x []float32, rows int, ls []Linear, ys [][]float32) {
+	var formats []string
+	var prepared []Prepared
+	for i, l := range ls {
+		s, ok := l.(SharedInput)
+		f := ""
+		if ok {
+			f = s.InputFormat()
+		}
+		if f == "" {
+			l.Forward(ys[i], x, rows)
+			continue
+		}
+		j := 0
+		for j < len(formats) && formats[j] != f {
+			j++
+		}
+		if j == len(formats) {
+			formats = append(formats, f)
+			prepared = append(prepared, s.PrepareInput(x, rows))
+		}
+		s.ForwardPrepared(ys[i], prepared[j], rows)
+	}
+	for _, p := range prepared {
+		p.Release()
+	}
+}

@@ -173,3 +173,29 @@ func (f *FastLinear) Forward(y, x []float32, rows int) {
 	}
 	f.bufs.Put(b)
 }
+
+var _ nn.SharedInput = (*FastLinear)(nil)
+
+// InputFormat is "int8-sym-token" for W8A8: linears reading the same input
+// share its quantization and packing (nn.ForwardShared); "" otherwise.
+func (f *FastLinear) InputFormat() string {
+	if f.s8 != nil {
+		return "int8-sym-token"
+	}
+	return ""
+}
+
+// s8Acts is a prepared W8A8 input.
+type s8Acts struct{ *kernels.ActsS8 }
+
+// PrepareInput quantizes x per token and packs it for the INT8 GEMM (W8A8
+// only: InputFormat says when).
+func (f *FastLinear) PrepareInput(x []float32, rows int) nn.Prepared {
+	return s8Acts{kernels.PrepareActsS8(x, rows, f.In())}
+}
+
+// ForwardPrepared is Forward on a prepared input.
+func (f *FastLinear) ForwardPrepared(y []float32, in nn.Prepared, rows int) {
+	a := in.(s8Acts)
+	f.s8.MatMulActs(y[:rows*f.Out()], a.ActsS8, f.ws, f.q.bias)
+}

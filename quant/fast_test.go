@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"llmq/nn"
 )
 
 // The kernel path computes what the reference path computes, up to FP32
@@ -82,6 +84,49 @@ func TestFastMatchesReference(t *testing.T) {
 			if !slices.Equal(row, wantRow) {
 				t.Errorf("%s / %q: Row(%d) differs from the dequantized weight row", c.w, c.a, id)
 			}
+		}
+	}
+}
+
+// Linears sharing one prepared input (nn.ForwardShared) compute exactly
+// what their own Forward computes.
+func TestFastSharedInput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const in, rows = 96, 23
+	mk := func(out int, wspec, aspec string) nn.Linear {
+		w := make([]float32, out*in)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64())
+		}
+		var act *ActQuant
+		if aspec != "" {
+			act = DynamicAct(MustParseSpec(aspec))
+		}
+		q, err := QuantizeLinear(w, nil, out, in, MustParseSpec(wspec), act)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Fast(q)
+	}
+	ls := []nn.Linear{
+		mk(40, "int8-sym-channel", "int8-sym-token"),
+		mk(17, "int8-sym-channel", "int8-sym-token"),
+		mk(33, "int4-asym-g32", ""), // not shareable: its own Forward
+	}
+	x := make([]float32, rows*in)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * 4)
+	}
+	ys := make([][]float32, len(ls))
+	for i, l := range ls {
+		ys[i] = make([]float32, rows*l.Out())
+	}
+	nn.ForwardShared(x, rows, ls, ys)
+	for i, l := range ls {
+		want := make([]float32, rows*l.Out())
+		l.Forward(want, x, rows)
+		if !slices.Equal(ys[i], want) {
+			t.Errorf("linear %d: shared-input output differs from Forward", i)
 		}
 	}
 }
