@@ -219,3 +219,45 @@ func Scale(x []float32, a float32) {
 		x[i] *= a
 	}
 }
+
+// SumSquares returns Σ x_i² computed in float64 (the RMSNorm statistic).
+// The assembly and pure-Go paths add in different orders, so they may
+// differ in the last bits of the float64 result.
+func SumSquares(x []float32) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	if asmOn.Load() {
+		return sumSqAVX2(len(x), &x[0])
+	}
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		a, b, c, d := float64(x[i]), float64(x[i+1]), float64(x[i+2]), float64(x[i+3])
+		s0 += a * a
+		s1 += b * b
+		s2 += c * c
+		s3 += d * d
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i]) * float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// ScaleMul writes y_i = (x_i·s)·w_i for i < len(x) (two float32 products
+// in that order, identical on every path); y may alias x.
+func ScaleMul(y, x, w []float32, s float32) {
+	n := len(x)
+	if n == 0 {
+		return
+	}
+	y, w = y[:n], w[:n]
+	if asmOn.Load() {
+		scaleMulAVX2(n, &y[0], &x[0], &w[0], s)
+		return
+	}
+	for i, v := range x {
+		y[i] = v * s * w[i]
+	}
+}

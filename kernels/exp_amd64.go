@@ -24,3 +24,9 @@ func maxAVX2(n int, x *float32) float32
 
 //go:noescape
 func scaleAVX2(n int, a float32, x *float32)
+
+//go:noescape
+func sumSqAVX2(n int, x *float32) float64
+
+//go:noescape
+func scaleMulAVX2(n int, y, x, w *float32, s float32)

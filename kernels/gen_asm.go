@@ -893,6 +893,72 @@ func genExpFile() {
 	genSiLU(true)
 	genMax()
 	genScale()
+	genSumSq()
+	genScaleMul()
+}
+
+// genSumSq emits func sumSqAVX2(n int, x *float32) float64: Σ x_i² with
+// each square and sum in float64 (VCVTPS2PD widens 4 lanes at a time; two
+// 4-lane accumulators per 8-lane group), the RMSNorm statistic.
+func genSumSq() {
+	p("")
+	p("// func sumSqAVX2(n int, x *float32) float64")
+	p("TEXT ·sumSqAVX2(SB), NOSPLIT, $0-24")
+	p("\tMOVQ n+0(FP), CX")
+	p("\tMOVQ x+8(FP), SI")
+	p("\tVXORPD Y8, Y8, Y8")
+	p("\tVXORPD Y9, Y9, Y9")
+	p("\tVXORPD Y10, Y10, Y10")
+	p("\tVXORPD Y11, Y11, Y11")
+	gs := []expGroup{{x: "Y0", t: "Y2", n: "Y3"}, {x: "Y1", t: "Y4", n: "Y5"}}
+	accs := [][2]string{{"Y8", "Y9"}, {"Y10", "Y11"}}
+	streamLoop(gs, []string{"SI"}, "Y14", func(gs []expGroup, offs []int, mask string) {
+		for i, g := range gs {
+			loadV(g.x, offs[i], "SI", mask) // masked lanes load as 0
+			p("\tVCVTPS2PD %s, %s", xOf(g.x), g.t)
+			p("\tVEXTRACTF128 $1, %s, %s", g.x, xOf(g.n))
+			p("\tVCVTPS2PD %s, %s", xOf(g.n), g.n)
+			p("\tVFMADD231PD %s, %s, %s", g.t, g.t, accs[i][0])
+			p("\tVFMADD231PD %s, %s, %s", g.n, g.n, accs[i][1])
+		}
+	})
+	p("\tVADDPD Y9, Y8, Y8")
+	p("\tVADDPD Y11, Y10, Y10")
+	p("\tVADDPD Y10, Y8, Y8")
+	p("\tVEXTRACTF128 $1, Y8, X9")
+	p("\tVADDPD X9, X8, X8")
+	p("\tVHADDPD X8, X8, X8")
+	p("\tVZEROUPPER")
+	p("\tMOVSD X8, ret+16(FP)")
+	p("\tRET")
+}
+
+// genScaleMul emits func scaleMulAVX2(n int, y, x, w *float32, s float32):
+// y_i = (x_i·s)·w_i, two float32 multiplies rounded in that order (the
+// RMSNorm output).
+func genScaleMul() {
+	p("")
+	p("// func scaleMulAVX2(n int, y, x, w *float32, s float32)")
+	p("TEXT ·scaleMulAVX2(SB), NOSPLIT, $0-36")
+	p("\tMOVQ n+0(FP), CX")
+	p("\tMOVQ y+8(FP), DI")
+	p("\tMOVQ x+16(FP), SI")
+	p("\tMOVQ w+24(FP), DX")
+	p("\tVBROADCASTSS s+32(FP), Y15")
+	gs := []expGroup{{x: "Y0", t: "Y2"}, {x: "Y1", t: "Y3"}}
+	streamLoop(gs, []string{"SI", "DI", "DX"}, "Y14", func(gs []expGroup, offs []int, mask string) {
+		for i, g := range gs {
+			loadV(g.x, offs[i], "SI", mask)
+			loadV(g.t, offs[i], "DX", mask)
+			p("\tVMULPS Y15, %s, %s", g.x, g.x)
+			p("\tVMULPS %s, %s, %s", g.t, g.x, g.x)
+		}
+		for i, g := range gs {
+			storeV(g.x, offs[i], "DI", mask)
+		}
+	})
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
 
 // expGroup names the registers of one 8-lane group of the vector exp: x holds

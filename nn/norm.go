@@ -31,10 +31,8 @@ func (n *RMSNorm) forward(y, x []float32, r0, r1 int) {
 	d := len(n.W)
 	for r := r0; r < r1; r++ {
 		xr, yr := x[r*d:r*d+d], y[r*d:r*d+d]
-		inv := float32(1 / math.Sqrt(sumSquares(xr)/float64(d)+float64(n.Eps)))
-		for i, v := range xr {
-			yr[i] = v * inv * n.W[i]
-		}
+		inv := float32(1 / math.Sqrt(kernels.SumSquares(xr)/float64(d)+float64(n.Eps)))
+		kernels.ScaleMul(yr, xr, n.W, inv)
 	}
 }
 
@@ -94,22 +92,4 @@ func normRows(rows, d int, f func(r0, r1 int)) {
 		return
 	}
 	kernels.ParallelFor(rows, f)
-}
-
-// sumSquares is Σ x_i² in float64, over four independent accumulators so
-// that the additions pipeline instead of waiting on one another.
-func sumSquares(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		a, b, c, d := float64(x[i]), float64(x[i+1]), float64(x[i+2]), float64(x[i+3])
-		s0 += a * a
-		s1 += b * b
-		s2 += c * c
-		s3 += d * d
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(x[i]) * float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3)
 }
