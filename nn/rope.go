@@ -1,6 +1,10 @@
 package nn
 
-import "math"
+import (
+	"math"
+
+	"llmq/kernels"
+)
 
 // Rope applies rotary position embeddings (Su et al., RoFormer): the first
 // RotDim features of every head are taken as RotDim/2 planar pairs, and
@@ -63,7 +67,18 @@ func (r *Rope) Apply(x []float32, rows, heads, pos0 int) {
 		r.grow(need)
 	}
 	width := heads * r.HeadDim
-	for t := 0; t < rows; t++ {
+	if rows >= 16 && rows*width >= 1<<15 { // a prefill: rows split across threads
+		kernels.ParallelFor(rows, func(t0, t1 int) { r.apply(x, t0, t1, heads, pos0) })
+		return
+	}
+	r.apply(x, 0, rows, heads, pos0)
+}
+
+// apply rotates rows [t0, t1) of x.
+func (r *Rope) apply(x []float32, t0, t1, heads, pos0 int) {
+	half := r.RotDim / 2
+	width := heads * r.HeadDim
+	for t := t0; t < t1; t++ {
 		cs := r.cos[(pos0+t)*half : (pos0+t+1)*half]
 		sn := r.sin[(pos0+t)*half : (pos0+t+1)*half]
 		for h := 0; h < heads; h++ {
