@@ -22,11 +22,11 @@ go test ./kernels -run - -bench 'LLMShapes' -benchtime 10x
 
 echo "## llmq bench: wiki-llama-25m"
 go build -o "$TMP/llmq" ./cmd/llmq
-for r in smoothquant-o1-lmhead gptq-w4a16-lmhead smoothquant-o1 rtn-w4a16; do
+for r in smoothquant-o1-lmhead gptq-w4a16-lmhead; do
   "$TMP/llmq" quantize --model "$MODEL" --recipe $r --out "$TMP/$r" >/dev/null 2>&1
   echo "### $r"
-  "$TMP/llmq" bench --model "$TMP/$r" --base "$MODEL" --reps 5 2>/dev/null
+  "$TMP/llmq" bench --model "$TMP/$r" --base "$MODEL" --reps 7 2>/dev/null
 done
 
 echo "## synthetic layer scaling"
-go test ./quant/methods -run - -bench SyntheticLayer -benchtime 20x
+go test ./quant/methods -run - -bench SyntheticLayer -benchtime 10x
