@@ -110,6 +110,21 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 			}
 		}
 	}
+	if raw := st.Metadata()["llmq.attention"]; raw != "" {
+		var attn map[string]nn.AttnQuant
+		if err := json.Unmarshal([]byte(raw), &attn); err != nil {
+			return nil, fmt.Errorf("%s: metadata llmq.attention: %v", path, err)
+		}
+		for key, aq := range attn {
+			var i int
+			if _, err := fmt.Sscan(key, &i); err != nil || i < 0 || i >= len(m.Blocks) {
+				return nil, fmt.Errorf("%s: metadata llmq.attention: no block %q", path, key)
+			}
+			if err := methods.InstallAttnQuant(&m.Blocks[i].Attn, &aq); err != nil {
+				return nil, fmt.Errorf("%s: block %d attention: %w", path, i, err)
+			}
+		}
+	}
 	if used != len(layers) {
 		return nil, fmt.Errorf("%s: %d quantized layers stored but %d belong to the model", path, len(layers), used)
 	}

@@ -21,7 +21,9 @@
 // its kind and formats (quant.Spec strings), so loading needs no recipe.
 // When a recipe quantized a head tied to the embedding, the embedding
 // table is not stored: "llmq.embedding" names the head whose dequantized
-// rows are the embeddings.
+// rows are the embeddings. "llmq.attention" maps block indices to their
+// attention quantization (KV cache format, static scales, quantized BMMs),
+// reinstalled on load.
 // Tokenizer files are copied, making the folder self-contained.
 package modelio
 
@@ -143,6 +145,21 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	}
 	defer os.RemoveAll(tmp) // no-op after the rename
 	meta := map[string]string{"format": "pt", "llmq.format": fmt.Sprint(FormatVersion), "llmq.layers": string(layerJSON)}
+	attn := map[string]nn.AttnQuant{}
+	for i, b := range m.Blocks {
+		if b.Attn.Quant != nil {
+			attn[fmt.Sprint(i)] = *b.Attn.Quant
+		} else if b.Attn.QuantK != nil || b.Attn.QuantQ != nil || b.Attn.QuantP != nil {
+			return fmt.Errorf("block %d: attention quantization without a description cannot be saved", i)
+		}
+	}
+	if len(attn) > 0 {
+		raw, err := json.Marshal(attn)
+		if err != nil {
+			return err
+		}
+		meta["llmq.attention"] = string(raw)
+	}
 	if tiedHead {
 		if _, ok := layers[names.Head]; !ok {
 			return fmt.Errorf("the embedding is tied to a head that is not quantized")

@@ -50,6 +50,19 @@ type Attention struct {
 	QuantK, QuantV func(x []float32, rows int)
 	QuantQ         func(x []float32, rows int)
 	QuantP         func(p []float32)
+	// Quant describes the hooks above (which are functions) so that a
+	// saved model can reinstall them; nil when there are none.
+	Quant *AttnQuant
+}
+
+// AttnQuant is the serializable description of an attention's
+// quantization: the KV cache format, static scales if calibrated, and
+// whether the batched matmuls are quantized too.
+type AttnQuant struct {
+	Format string  `json:"format"`            // element format of K and V: int8, int4, fp8e4m3
+	KScale float32 `json:"k_scale,omitempty"` // static per-layer scales (0: dynamic per token and head)
+	VScale float32 `json:"v_scale,omitempty"`
+	BMM    bool    `json:"bmm,omitempty"` // Q and the probabilities P quantized too
 }
 
 var scorePool sync.Pool

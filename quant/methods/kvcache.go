@@ -3,6 +3,7 @@ package methods
 import (
 	"fmt"
 
+	"llmq/nn"
 	"llmq/quant"
 )
 
@@ -70,32 +71,63 @@ func dynamic(spec quant.Spec, width int) func(x []float32, rows int) {
 
 func (k *KVCache) ApplyLayer(l *Layer) error {
 	a := &l.Block.Attn
+	q := &nn.AttnQuant{Format: k.Format, BMM: k.BMM}
+	if k.Static {
+		var err error
+		if q.KScale, q.VScale, err = k.calibrate(l); err != nil {
+			return err
+		}
+		if k.Scales == nil {
+			k.Scales = map[string]float32{}
+		}
+		k.Scales[l.Block.Name+" k"], k.Scales[l.Block.Name+" v"] = q.KScale, q.VScale
+	}
+	return InstallAttnQuant(a, q)
+}
+
+// InstallAttnQuant sets an attention's quantization hooks from their
+// description (also how a saved model gets them back).
+func InstallAttnQuant(a *nn.Attention, q *nn.AttnQuant) error {
+	k := &KVCache{Format: q.Format}
 	head, err := k.spec(fmt.Sprintf("g%d", a.HeadDim))
 	if err != nil {
 		return err
 	}
 	kw := a.KVHeads * a.HeadDim
 	a.QuantK, a.QuantV = dynamic(head, kw), dynamic(head, kw)
-	if k.Static {
-		if err := k.calibrate(l, kw); err != nil {
+	if (q.KScale > 0) != (q.VScale > 0) || q.KScale < 0 || q.VScale < 0 {
+		return fmt.Errorf("KV cache scales k=%v v=%v: both static (positive) or both dynamic (0)", q.KScale, q.VScale)
+	}
+	if q.KScale > 0 {
+		tensor, err := k.spec("tensor")
+		if err != nil {
 			return err
 		}
+		static := func(s float32) func(x []float32, rows int) {
+			qz := tensor.Quantizer(quant.Params{Scale: s})
+			return func(x []float32, rows int) { qz.FakeSlice(x[:rows*kw], x[:rows*kw]) }
+		}
+		a.QuantK, a.QuantV = static(q.KScale), static(q.VScale)
 	}
-	if k.BMM {
+	a.QuantQ, a.QuantP = nil, nil
+	if q.BMM {
 		a.QuantQ = dynamic(head, a.Heads*a.HeadDim)
 		a.QuantP = QuantizeProbs
 	}
+	c := *q
+	a.Quant = &c
 	return nil
 }
 
 // calibrate runs the block over the calibration inputs recording the
-// largest |k| and |v| entering the cache, then installs static per-tensor
-// quantizers with those ranges.
-func (k *KVCache) calibrate(l *Layer, kw int) error {
+// largest |k| and |v| entering the cache, and returns the static
+// per-tensor scales of those ranges.
+func (k *KVCache) calibrate(l *Layer) (kScale, vScale float32, err error) {
 	if l.Inputs == nil {
-		return fmt.Errorf("%s: static KV scales need calibration data", l.Block.Name)
+		return 0, 0, fmt.Errorf("%s: static KV scales need calibration data", l.Block.Name)
 	}
 	a := &l.Block.Attn
+	kw := a.KVHeads * a.HeadDim
 	var kmax, vmax float32
 	record := func(m *float32) func(x []float32, rows int) {
 		return func(x []float32, rows int) { *m = max(*m, quant.AbsMax(x[:rows*kw])) }
@@ -106,28 +138,15 @@ func (k *KVCache) calibrate(l *Layer, kw int) error {
 		copy(x, seq)
 		l.Runner.Run(l.Index, x, l.Inputs.T)
 	}
+	a.QuantK, a.QuantV = nil, nil
 	tensor, err := k.spec("tensor")
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	if k.Scales == nil {
-		k.Scales = map[string]float32{}
+	if kmax == 0 || vmax == 0 {
+		return 0, 0, fmt.Errorf("%s: calibration k or v values are all zero", l.Block.Name)
 	}
-	for _, c := range []struct {
-		name string
-		m    float32
-		hook *func([]float32, int)
-	}{{"k", kmax, &a.QuantK}, {"v", vmax, &a.QuantV}} {
-		if c.m == 0 {
-			return fmt.Errorf("%s: calibration %s values are all zero", l.Block.Name, c.name)
-		}
-		p := tensor.ParamsAbsMax(c.m)
-		k.Scales[l.Block.Name+" "+c.name] = p.Scale
-		q := tensor.Quantizer(p)
-		n := kw
-		*c.hook = func(x []float32, rows int) { q.FakeSlice(x[:rows*n], x[:rows*n]) }
-	}
-	return nil
+	return tensor.ParamsAbsMax(kmax).Scale, tensor.ParamsAbsMax(vmax).Scale, nil
 }
 
 // QuantizeProbs puts a row of attention probabilities on an unsigned 8-bit
