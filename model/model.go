@@ -159,3 +159,6 @@ func (m *Model) NumParams() int {
 	}
 	return n
 }
+
+// Cache returns the KV cache of block l (for inspection and tests).
+func (s *State) Cache(l int) *nn.KVCache { return s.caches[l] }

@@ -7,12 +7,53 @@ import (
 )
 
 // KVCache stores the keys and values of every position seen so far for one
-// layer: K and V are [Len × KVHeads·HeadDim].
+// layer: K and V are [Len × KVHeads·HeadDim] in FP32, or — an INT8 cache,
+// chosen by an attention whose quantization is dynamic int8 per token and
+// head — Kq/Vq hold int8 codes and Ks/Vs one scale per token and head
+// ([Len × KVHeads]), a quarter of the memory.
 type KVCache struct {
 	K, V    []float32
+	Kq, Vq  []int8
+	Ks, Vs  []float32
 	Len     int
 	KVHeads int
 	HeadDim int
+	int8    bool
+}
+
+// Int8 reports whether the cache stores int8 codes.
+func (c *KVCache) Int8() bool { return c.int8 }
+
+// appendInt8 quantizes rows new positions per token and head (the int8
+// grid of quant's int8-sym-g<HeadDim>, bit for bit) and appends them.
+func (c *KVCache) appendInt8(k, v []float32, rows int) {
+	w := c.KVHeads * c.HeadDim
+	n := rows * c.KVHeads
+	for _, t := range []struct {
+		q *[]int8
+		s *[]float32
+		x []float32
+	}{{&c.Kq, &c.Ks, k}, {&c.Vq, &c.Vs, v}} {
+		q0, s0 := len(*t.q), len(*t.s)
+		*t.q = append(*t.q, make([]int8, rows*w)...)
+		*t.s = append(*t.s, make([]float32, n)...)
+		kernels.QuantizeRowsS8((*t.q)[q0:], (*t.s)[s0:], t.x[:rows*w], n, c.HeadDim)
+	}
+	c.Len += rows
+}
+
+// dequant writes rows [0, n) of head g of codes q (scales s) to dst
+// [n × HeadDim]: the values the simulated quantization would have stored.
+func (c *KVCache) dequant(dst []float32, q []int8, s []float32, g, n int) {
+	hd, w := c.HeadDim, c.KVHeads*c.HeadDim
+	for j := 0; j < n; j++ {
+		sc := s[j*c.KVHeads+g]
+		row := q[j*w+g*hd : j*w+g*hd+hd]
+		d := dst[j*hd : j*hd+hd]
+		for i, v := range row {
+			d[i] = sc * float32(v)
+		}
+	}
 }
 
 // NewKVCache reserves room for capacity positions (it grows if exceeded).
@@ -22,7 +63,10 @@ func NewKVCache(kvHeads, headDim, capacity int) *KVCache {
 }
 
 // Reset forgets every position but keeps the memory.
-func (c *KVCache) Reset() { c.K, c.V, c.Len = c.K[:0], c.V[:0], 0 }
+func (c *KVCache) Reset() {
+	c.K, c.V, c.Len, c.int8 = c.K[:0], c.V[:0], 0, false
+	c.Kq, c.Vq, c.Ks, c.Vs = c.Kq[:0], c.Vq[:0], c.Ks[:0], c.Vs[:0]
+}
 
 // Append adds rows new positions.
 func (c *KVCache) Append(k, v []float32, rows int) {
@@ -74,16 +118,25 @@ var scorePool sync.Pool
 //
 // out and q are [rows × Heads·HeadDim].
 func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
-	if a.QuantK != nil {
-		a.QuantK(k, rows)
+	// Dynamic int8 per token and head: store codes (a real INT8 cache)
+	// instead of fake-quantized floats; the values read back are the same.
+	if cache.Len == 0 {
+		cache.int8 = a.Quant != nil && a.Quant.Format == "int8" && a.Quant.KScale == 0
 	}
-	if a.QuantV != nil {
-		a.QuantV(v, rows)
+	if cache.int8 {
+		cache.appendInt8(k, v, rows)
+	} else {
+		if a.QuantK != nil {
+			a.QuantK(k, rows)
+		}
+		if a.QuantV != nil {
+			a.QuantV(v, rows)
+		}
+		cache.Append(k, v, rows)
 	}
 	if a.QuantQ != nil {
 		a.QuantQ(q, rows)
 	}
-	cache.Append(k, v, rows)
 	L := cache.Len
 	pos0 := L - rows
 	hd := a.HeadDim
@@ -95,32 +148,49 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 	// triangle of Q·Kᵀ and P·V (about half of attention's work in a
 	// prefill). Tasks are (head, row block) pairs.
 	nb := (rows + attnRowBlock - 1) / attnRowBlock
-	kernels.ParallelFor(a.Heads*nb, func(lo, hi int) {
+	// Tasks are (KV head, row block) pairs; the query heads sharing the KV
+	// head run inside, so an INT8 cache is dequantized once per task.
+	kernels.ParallelFor(a.KVHeads*nb, func(lo, hi int) {
 		need := min(rows, attnRowBlock) * L
+		if cache.int8 {
+			need += 2 * L * hd
+		}
 		bp, _ := scorePool.Get().(*[]float32)
 		if bp == nil || cap(*bp) < need {
 			b := make([]float32, need)
 			bp = &b
 		}
 		for task := lo; task < hi; task++ {
-			h, blk := task/nb, task%nb
-			g := h / group
+			g, blk := task/nb, task%nb
 			t0 := blk * attnRowBlock
 			t1 := min(rows, t0+attnRowBlock)
 			n := t1 - t0
 			lb := pos0 + t1 // keys visible to the block's last row
 			s := (*bp)[:n*lb]
-			// S = Q_h[t0:t1] · K_g[:lb]ᵀ  [n × lb]
-			kernels.Sgemm(true, n, lb, hd, q[t0*qw+h*hd:], qw, cache.K[g*hd:], kw, s, lb, false)
-			for t := t0; t < t1; t++ {
-				row := s[(t-t0)*lb : (t-t0+1)*lb]
-				softmaxCausal(row, pos0+t+1, a.Scale)
-				if a.QuantP != nil {
-					a.QuantP(row[:pos0+t+1])
-				}
+			var keys, vals []float32
+			ld := kw
+			if !cache.int8 {
+				keys, vals = cache.K[g*hd:], cache.V[g*hd:]
+			} else {
+				keys = (*bp)[n*lb : n*lb+lb*hd]
+				vals = (*bp)[n*lb+lb*hd : n*lb+2*lb*hd]
+				cache.dequant(keys, cache.Kq, cache.Ks, g, lb)
+				cache.dequant(vals, cache.Vq, cache.Vs, g, lb)
+				ld = hd
 			}
-			// O_h[t0:t1] = P · V_g[:lb]  [n × hd], into the head's columns of out
-			kernels.Sgemm(false, n, hd, lb, s, lb, cache.V[g*hd:], kw, out[t0*qw+h*hd:], qw, false)
+			for h := g * group; h < (g+1)*group; h++ {
+				// S = Q_h[t0:t1] · K_g[:lb]ᵀ  [n × lb]
+				kernels.Sgemm(true, n, lb, hd, q[t0*qw+h*hd:], qw, keys, ld, s, lb, false)
+				for t := t0; t < t1; t++ {
+					row := s[(t-t0)*lb : (t-t0+1)*lb]
+					softmaxCausal(row, pos0+t+1, a.Scale)
+					if a.QuantP != nil {
+						a.QuantP(row[:pos0+t+1])
+					}
+				}
+				// O_h[t0:t1] = P · V_g[:lb]  [n × hd], into the head's columns of out
+				kernels.Sgemm(false, n, hd, lb, s, lb, vals, ld, out[t0*qw+h*hd:], qw, false)
+			}
 		}
 		scorePool.Put(bp)
 	})

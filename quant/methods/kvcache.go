@@ -21,8 +21,12 @@ import (
 //     an integer product, and the softmax probabilities on an unsigned
 //     8-bit grid (QuantizeProbs), so P·V is too. Softmax itself stays in FP.
 //
-// The quantization is simulated (values are rounded to the grid and stored
-// as floats); integer kernels are a separate concern.
+// Dynamic int8 (the kv-int8 preset) is stored for real: the cache keeps
+// int8 codes and one scale per token and head (nn.KVCache, a quarter of the
+// FP32 memory) and dequantizes the rows attention reads — exactly the values
+// the simulated path computes. The other formats, static scales and the
+// quantized BMMs are simulated (values rounded to the grid, kept as floats,
+// multiplied in FP32).
 type KVCache struct {
 	// Format is the element format: "int8", "int4" or "fp8e4m3".
 	Format string

@@ -3,8 +3,10 @@ package methods
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"llmq/model"
 	"llmq/nn"
 	"llmq/quant"
 )
@@ -143,5 +145,46 @@ func TestHEROLevels(t *testing.T) {
 	}
 	if _, err := NewHERO(4); err == nil {
 		t.Error("level 4 must be an error")
+	}
+}
+
+// The INT8 KV cache (codes and per-token, per-head scales) computes exactly
+// what the simulated cache (fake-quantized floats) computes, in a prefill
+// longer than one attention row block and in decode steps after it, at a
+// quarter of the cache memory.
+func TestKVCacheInt8Storage(t *testing.T) {
+	real, sim := loadTiny(t, "tiny-llama"), loadTiny(t, "tiny-llama")
+	for _, m := range []*model.Model{real, sim} {
+		if err := Run(m, nil, []Method{&KVCache{Format: "int8"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range sim.Blocks {
+		b.Attn.Quant = nil // hooks only: the FP32 cache of fake-quantized values
+	}
+	prompt := calibSeqs(1, 150, real.Vocab)[0]
+	rs, ss := real.NewState(160), sim.NewState(160)
+	for step := 0; step < 4; step++ {
+		in := prompt
+		if step > 0 {
+			in = []int{(step * 37) % real.Vocab}
+		}
+		lr, err := real.Forward(rs, in, model.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, err := sim.Forward(ss, in, model.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(lr, ls) {
+			t.Fatalf("step %d: INT8 cache logits differ from the simulated cache's", step)
+		}
+	}
+	if !rs.Cache(0).Int8() || ss.Cache(0).Int8() {
+		t.Fatalf("cache kinds: real int8 %v, simulated int8 %v", rs.Cache(0).Int8(), ss.Cache(0).Int8())
+	}
+	if c := rs.Cache(0); len(c.K) != 0 || len(c.Kq) != c.Len*c.KVHeads*c.HeadDim {
+		t.Fatalf("INT8 cache holds %d floats and %d codes for %d positions", len(c.K), len(c.Kq), c.Len)
 	}
 }
