@@ -100,7 +100,7 @@ func main() {
 	limit := flag.Int("limit", 0, "evaluate only the first N windows of each text (0: all)")
 	klWindows := flag.Int("kl-windows", 40, "windows of WikiText-2 used for KL divergence and top-1")
 	samples := flag.Int("calib-samples", 128, "calibration sequences")
-	only := flag.String("rows", "", "comma-separated recipes to run (default: all)")
+	only := flag.String("rows", "", "comma-separated recipes to run (default: all); with -resume, these are re-measured and the other kept rows stay")
 	out := flag.String("out", "docs/results.md", "markdown output")
 	resume := flag.Bool("resume", false, "keep the rows already in the JSON beside --out (same settings) and measure only the missing ones")
 	flag.Parse()
@@ -141,14 +141,14 @@ func main() {
 		mdir := filepath.Join(*shared, "models", set.model)
 		var fp result
 		for _, r := range set.rows {
-			if len(want) > 0 && r.recipe != "" && !want[r.recipe] {
-				continue
-			}
-			if res, ok := done[set.model+"/"+r.recipe]; ok {
+			if res, ok := done[set.model+"/"+r.recipe]; ok && (r.recipe == "" || !want[r.recipe]) {
 				if r.recipe == "" {
 					fp = res
 				}
-				results = append(results, res)
+				results = append(results, res) // kept from the earlier run
+				continue
+			}
+			if len(want) > 0 && r.recipe != "" && !want[r.recipe] {
 				continue
 			}
 			res := result{Model: set.model, Recipe: r.recipe, Label: r.label}
