@@ -102,3 +102,22 @@ func WriteFileAtomic(path string, fill func(w *bufio.Writer) error) (err error) 
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// WriteDirAtomic creates the folder out (which must not exist) by letting
+// fill write into a temporary sibling folder and renaming it into place
+// once fill succeeds, so an interrupted or failed write leaves nothing
+// behind. The folder gets the usual 0755 permissions.
+func WriteDirAtomic(out string, fill func(dir string) error) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // no-op after the rename
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
+}

@@ -132,29 +132,15 @@ func Export(src, out string) error {
 		return err
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp) // no-op after the rename
-	if err := checkpoint.WriteSafetensors(filepath.Join(tmp, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "config.json"), append(cfgOut, '\n'), 0o644); err != nil {
-		return err
-	}
-	if err := copySidecars(src, tmp); err != nil {
-		return err
-	}
-	// MkdirTemp and the atomic file writer create private modes; the
-	// finished folder is an ordinary model folder.
-	if err := os.Chmod(filepath.Join(tmp, "model.safetensors"), 0o644); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
+	return checkpoint.WriteDirAtomic(out, func(tmp string) error {
+		if err := checkpoint.WriteSafetensors(filepath.Join(tmp, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "config.json"), append(cfgOut, '\n'), 0o644); err != nil {
+			return err
+		}
+		return copySidecars(src, tmp)
+	})
 }
 
 func hasTensor(st *checkpoint.Store, name string) bool {

@@ -139,11 +139,6 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 		return err
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp) // no-op after the rename
 	meta := map[string]string{"format": "pt", "llmq.format": fmt.Sprint(FormatVersion), "llmq.layers": string(layerJSON)}
 	attn := map[string]nn.AttnQuant{}
 	for i, b := range m.Blocks {
@@ -166,7 +161,15 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 		}
 		meta["llmq.embedding"] = names.Head // rows of the quantized head
 	}
-	if err := checkpoint.WriteSafetensors(filepath.Join(tmp, "model.safetensors"), w.tensors, meta); err != nil {
+	return checkpoint.WriteDirAtomic(out, func(tmp string) error {
+		return writeFolder(tmp, srcDir, w.tensors, meta, cfgOut, ggufFiles)
+	})
+}
+
+// writeFolder writes the files of a quantized folder into dir.
+func writeFolder(tmp, srcDir string, tensors []checkpoint.WriteTensor, meta map[string]string, cfgOut []byte, ggufFiles map[string][]byte) error {
+
+	if err := checkpoint.WriteSafetensors(filepath.Join(tmp, "model.safetensors"), tensors, meta); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), append(cfgOut, '\n'), 0o644); err != nil {
@@ -187,7 +190,7 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 			return err
 		}
 	}
-	return os.Rename(tmp, out)
+	return nil
 }
 
 // tensorWriter collects tensors to write; the first error sticks.
