@@ -106,5 +106,5 @@ func usage(w *os.File) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'llmq help COMMAND' for the flags of a command.")
-	fmt.Fprintln(w, "A model is a Hugging Face folder (config.json + safetensors) or a llama2.c .bin file.")
+	fmt.Fprintln(w, "A model is a Hugging Face folder (config.json + safetensors), an llmq quantized folder, a GGUF file or a llama2.c .bin file.")
 }
