@@ -32,7 +32,7 @@ Export converts a model for a serving engine.
 Output is written to a temporary name and renamed when complete, so an
 interrupted export leaves nothing behind.`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&o.model, "model", "", "model to export (Hugging Face folder or llmq quantized folder)")
+			fs.StringVar(&o.model, "model", "", "model to export: Hugging Face folder, llmq quantized folder (GGUF also takes llama2.c .bin and .gguf files)")
 			fs.StringVar(&o.out, "out", "", "output folder (compressed-tensors) or file (gguf)")
 			fs.StringVar(&o.format, "format", "", "compressed-tensors or gguf")
 			fs.StringVar(&o.typ, "type", "", "GGUF tensor type of the linear weights: f32, f16, q8_0 or q4_0")
