@@ -68,9 +68,10 @@ import (
 //
 //	Σ_p (a_p + 128)·b_p = Σ_p a_p·b_p + 128·Σ_p b_p
 //
-// The last term depends only on the output column, so the driver subtracts
-// 128·colsum[j] (computed once when W is packed) from every row of the
-// int32 tile before the epilogue. Every int8 activation, −128 included, is
+// The last term depends only on the output column: −128·colsum[j] is
+// computed once when W is packed (PackedS8.corr) and the kernel starts its
+// accumulators from it on the first k block, so no extra pass over the
+// tile is needed. Every int8 activation, −128 included, is
 // exact (no clamping); a dword's four products are at most 4·255·128 in
 // magnitude, far inside int32. The kernel (s8VKernel*x32) reads two B
 // panels (32 columns) per k4 step, so per step it issues two zmm loads of
@@ -255,6 +256,23 @@ func colCorrS8(corr []int32, b []byte, ldb, cols, k int) {
 		}
 		corr[j] = -s << 7
 	}
+}
+
+// packAPanelS8 packs one A micro-panel for the kernel set: offset binary
+// for the unsignedA sets (where −128 needs no clamping: it becomes 0),
+// signed for the others and the pure-Go kernel (set nil), with −128
+// clamped to −127 and reported so that the caller
+// can correct (negPositions).
+func packAPanelS8(set *s8Set, dst, a []byte, lda, rows, k int) (neg bool) {
+	if set != nil && set.unsignedA {
+		packAS8Offset(dst, a, lda, rows, k)
+		return false
+	}
+	if packAS8(dst, a, lda, rows, k) {
+		clampAS8(dst)
+		return true
+	}
+	return false
 }
 
 // packAS8Offset is packAS8 for the unsignedA kernels: it stores the
@@ -695,12 +713,7 @@ func (g *s8Ctx) run(i int) {
 			i0 := ip * s8MRows
 			rows := min(s8MRows, g.m-i0)
 			dst := g.ap[i0*g.k4*4 : (i0+rows)*g.k4*4]
-			if g.set != nil && g.set.unsignedA {
-				packAS8Offset(dst, g.a[i0*g.lda:], g.lda, rows, g.k) // −128 needs no clamping: it becomes 0
-				continue
-			}
-			if packAS8(dst, g.a[i0*g.lda:], g.lda, rows, g.k) {
-				clampAS8(dst)
+			if packAPanelS8(g.set, dst, g.a[i0*g.lda:], g.lda, rows, g.k) {
 				g.neg.Store(true)
 			}
 		}

@@ -68,11 +68,8 @@ var s8AVX2 = &s8Set{
 // AVX-512 VNNI where present, else AVX2. Both consume the same packed
 // layouts.
 var s8Best = func() *s8Set {
-	switch {
-	case cpuHasVNNI:
-		return s8VNNI
-	case cpuHasAsm:
-		return s8AVX2
+	if sets := s8Sets(); len(sets) > 0 {
+		return sets[0]
 	}
 	return nil
 }()

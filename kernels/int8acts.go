@@ -1,6 +1,10 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+)
 
 // ActsS8 are int8 activations [m×k] quantized per token and packed once
 // for the INT8 GEMM (the A micro-panels of the kernel set in use), so that
@@ -11,45 +15,50 @@ import "fmt"
 type ActsS8 struct {
 	m, k, k4 int
 	set      *s8Set
-	ap       []byte    // packed micro-panels of all m rows
+	ap       []byte    // packed micro-panels of all m rows (nil without a kernel set)
 	scale    []float32 // per-row scales
-	corr     [][]int32 // clamped −128 positions (AVX2 sets; nil if none)
+	corr     [][]int32 // clamped −128 positions (signed sets; nil if none)
 	qx       []int8    // the row-major codes (for the pure-Go and −128 paths)
-	buf      *floatBuf
+	bufs     []*floatBuf
 }
 
 // PrepareActsS8 quantizes x [m×k] per token (QuantizeRowsS8) and packs the
-// codes for the kernels in use. Release the result when done.
+// codes for the kernels in use. Its buffers come from a pool: Release the
+// result when done.
 func PrepareActsS8(x []float32, m, k int) *ActsS8 {
 	if m < 0 || k < 0 || len(x) < m*k {
 		panic(fmt.Sprintf("kernels.PrepareActsS8: len(x)=%d < m·k (m=%d k=%d)", len(x), m, k))
 	}
 	k4 := (k + 3) / 4
-	a := &ActsS8{m: m, k: k, k4: k4, set: s8Active(), scale: make([]float32, m), qx: make([]int8, m*k)}
+	a := &ActsS8{m: m, k: k, k4: k4, set: s8Active()}
+	sb, scale := getBuf(max(1, m))
+	qb, qx := getBytes(max(1, m*k))
+	a.scale, a.qx, a.bufs = scale[:m], unsafe.Slice((*int8)(unsafe.Pointer(&qx[0])), m*k), []*floatBuf{sb, qb}
 	QuantizeRowsS8(a.qx, a.scale, x, m, k)
 	if a.set == nil || m == 0 || k == 0 {
 		return a
 	}
-	a.buf, a.ap = getBytes(max(1, m*k4*4))
+	ab, ap := getBytes(max(1, m*k4*4))
+	a.ap, a.bufs = ap, append(a.bufs, ab)
 	src := bytesOf(a.qx)
-	np := (m + s8MRows - 1) / s8MRows
+	var neg atomic.Bool
 	pack := func(p0, p1 int) {
 		for ip := p0; ip < p1; ip++ {
 			i0 := ip * s8MRows
 			rows := min(s8MRows, m-i0)
-			dst := a.ap[i0*k4*4 : (i0+rows)*k4*4]
-			if a.set.unsignedA {
-				packAS8Offset(dst, src[i0*k:], k, rows, k)
-			} else if packAS8(dst, src[i0*k:], k, rows, k) {
-				clampAS8(dst)
-				a.corr = negPositions(src, k, m, k) // never from QuantizeRowsS8's [−127, 127] codes
+			if packAPanelS8(a.set, a.ap[i0*k4*4:(i0+rows)*k4*4], src[i0*k:], k, rows, k) {
+				neg.Store(true) // never from QuantizeRowsS8's [−127, 127] codes
 			}
 		}
 	}
+	np := (m + s8MRows - 1) / s8MRows
 	if m*k < 1<<16 {
 		pack(0, np)
 	} else {
 		ParallelFor(np, pack)
+	}
+	if neg.Load() {
+		a.corr = negPositions(src, k, m, k)
 	}
 	return a
 }
@@ -57,12 +66,12 @@ func PrepareActsS8(x []float32, m, k int) *ActsS8 {
 // Scales returns the per-row activation scales.
 func (a *ActsS8) Scales() []float32 { return a.scale }
 
-// Release returns the packing buffer to the pool; a must not be used after.
+// Release returns the buffers to the pool; a must not be used after.
 func (a *ActsS8) Release() {
-	if a.buf != nil {
-		putBuf(a.buf)
-		a.buf, a.ap = nil, nil
+	for _, b := range a.bufs {
+		putBuf(b)
 	}
+	a.bufs, a.ap, a.qx, a.scale = nil, nil, nil, nil
 }
 
 // MatMulActs computes c[i][j] = float32(Σ_p a[i][p]·W[j][p]) ·

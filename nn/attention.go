@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"slices"
 	"sync"
 
 	"llmq/kernels"
@@ -35,8 +36,8 @@ func (c *KVCache) appendInt8(k, v []float32, rows int) {
 		x []float32
 	}{{&c.Kq, &c.Ks, k}, {&c.Vq, &c.Vs, v}} {
 		q0, s0 := len(*t.q), len(*t.s)
-		*t.q = append(*t.q, make([]int8, rows*w)...)
-		*t.s = append(*t.s, make([]float32, n)...)
+		*t.q = slices.Grow(*t.q, rows*w)[:q0+rows*w]
+		*t.s = slices.Grow(*t.s, n)[:s0+n]
 		kernels.QuantizeRowsS8((*t.q)[q0:], (*t.s)[s0:], t.x[:rows*w], n, c.HeadDim)
 	}
 	c.Len += rows

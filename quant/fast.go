@@ -30,7 +30,6 @@ type FastLinear struct {
 	q    *QuantLinear // shape, formats, bias and activation quantizer; weight codes dropped
 	s8   *kernels.PackedS8
 	q4   *kernels.PackedQ4
-	ws   []float32 // per-channel weight scales (W8A8)
 	act  bool      // quantize activations to int8 per token
 	bufs sync.Pool // *fastBuf
 }
@@ -66,8 +65,7 @@ func Fast(l *QuantLinear) *FastLinear {
 		// 8-bit symmetric codes are stored as two's complement bytes,
 		// the kernel's int8 layout.
 		f.s8 = kernels.PackS8(unsafeInt8s(t.Data), t.Rows, t.Cols)
-		f.ws = t.Scales
-		shell.w.Scales = t.Scales
+		shell.w.Scales = t.Scales // the per-channel weight scales the epilogue applies
 	case s.Bits == 4 && (s.Granularity == PerGroup || s.Granularity == PerChannel):
 		gs := s.GroupSize
 		if s.Granularity == PerChannel {
@@ -98,7 +96,7 @@ func (f *FastLinear) Quant() *QuantLinear {
 	switch {
 	case f.s8 != nil:
 		f.s8.Unpack(unsafeInt8s(t.Data))
-		t.Scales = append([]float32(nil), f.ws...)
+		t.Scales = append([]float32(nil), sh.Scales...)
 	default:
 		prows, pcols := sh.Spec.ParamShape(sh.Rows, sh.Cols)
 		t.Scales = make([]float32, prows*pcols)
@@ -117,7 +115,7 @@ func (f *FastLinear) Row(dst []float32, id int) {
 	if f.s8 != nil {
 		codes := make([]int8, in)
 		f.s8.Row(id, codes)
-		s := f.ws[id]
+		s := f.q.w.Scales[id]
 		for i, c := range codes {
 			dst[i] = s * float32(c)
 		}
@@ -130,7 +128,7 @@ func (f *FastLinear) Row(dst []float32, id int) {
 func (f *FastLinear) Bytes() int {
 	n := 4 * len(f.q.bias)
 	if f.s8 != nil {
-		return n + f.s8.Bytes() + 4*len(f.ws)
+		return n + f.s8.Bytes() + 4*len(f.q.w.Scales)
 	}
 	return n + f.q4.Bytes()
 }
@@ -153,6 +151,12 @@ func (f *FastLinear) Forward(y, x []float32, rows int) {
 		nn.AddBias(y, f.q.bias, rows)
 		return
 	}
+	if f.s8 != nil { // W8A8: the shared-input path with a private input
+		a := f.PrepareInput(x, rows)
+		f.ForwardPrepared(y, a, rows)
+		a.Release()
+		return
+	}
 	b, _ := f.bufs.Get().(*fastBuf)
 	if b == nil {
 		b = &fastBuf{}
@@ -165,12 +169,8 @@ func (f *FastLinear) Forward(y, x []float32, rows int) {
 	}
 	qx, sx := b.qx[:rows*in], b.sx[:rows]
 	kernels.QuantizeRowsS8(qx, sx, x, rows, in)
-	if f.s8 != nil {
-		f.s8.MatMulScaled(y[:rows*out], qx, sx, rows, f.ws, f.q.bias)
-	} else {
-		f.q4.MatMulS8(y[:rows*out], qx, sx, rows)
-		nn.AddBias(y, f.q.bias, rows)
-	}
+	f.q4.MatMulS8(y[:rows*out], qx, sx, rows) // W4A8
+	nn.AddBias(y, f.q.bias, rows)
 	f.bufs.Put(b)
 }
 
@@ -197,5 +197,5 @@ func (f *FastLinear) PrepareInput(x []float32, rows int) nn.Prepared {
 // ForwardPrepared is Forward on a prepared input.
 func (f *FastLinear) ForwardPrepared(y []float32, in nn.Prepared, rows int) {
 	a := in.(s8Acts)
-	f.s8.MatMulActs(y[:rows*f.Out()], a.ActsS8, f.ws, f.q.bias)
+	f.s8.MatMulActs(y[:rows*f.Out()], a.ActsS8, f.q.w.Scales, f.q.bias)
 }

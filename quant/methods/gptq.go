@@ -441,26 +441,21 @@ func gptqQuantize(w []float32, rows, cols int, hs *gptqHessian, spec quant.Spec,
 				col := wt[p*rows+r0 : p*rows+r1]
 				if dynamic && j%spec.GroupSize == 0 {
 					g := j / spec.GroupSize
+					vals := make([]float32, spec.GroupSize) // the group's current values in one row
 					for r := r0; r < r1; r++ {
+						for c := range vals {
+							vals[c] = wt[(p+c)*rows+r]
+						}
 						if cfg.mse && spec.Scale == quant.ScaleAny {
-							vals := make([]float32, spec.GroupSize)
-							for c := range vals {
-								vals[c] = wt[(p+c)*rows+r]
-							}
 							params[r*pc+g] = spec.ParamsMSE(vals)
 							continue
 						}
 						lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-						for c := p; c < p+spec.GroupSize; c++ {
-							v := wt[c*rows+r]
+						for _, v := range vals {
 							lo, hi = min(lo, v), max(hi, v)
 						}
 						params[r*pc+g] = spec.ParamsMinMax(lo, hi)
 						if spec.Scale == quant.ScalePow2 {
-							vals := make([]float32, spec.GroupSize)
-							for c := range vals {
-								vals[c] = wt[(p+c)*rows+r]
-							}
 							params[r*pc+g] = bestPow2(vals, spec, params[r*pc+g], []float32{params[r*pc+g].Scale / 2})
 						}
 					}
