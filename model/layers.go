@@ -143,8 +143,10 @@ var outerNames = map[string]OuterNames{
 // TensorNames returns the names of m's non-block tensors in its family's
 // checkpoint layout, or false if the family's layout cannot be written
 // back from a Model.
-func (m *Model) TensorNames() (OuterNames, bool) {
-	arch := m.Arch
+func (m *Model) TensorNames() (OuterNames, bool) { return TensorNamesOf(m.Arch) }
+
+// TensorNamesOf is TensorNames for a family (a config's model_type).
+func TensorNamesOf(arch string) (OuterNames, bool) {
 	switch arch {
 	case "mistral", "qwen2", "llama2c":
 		arch = "llama"

@@ -69,7 +69,7 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 	q := &qstore{Store: st, layers: layers, built: map[string]nn.Linear{}}
 	embedFrom := st.Metadata()["llmq.embedding"] // a quantized head the embedding is tied to
 	if embedFrom != "" {
-		names, ok := (&model.Model{Arch: cfg.ModelType}).TensorNames()
+		names, ok := model.TensorNamesOf(cfg.ModelType)
 		if _, stored := layers[embedFrom]; !ok || !stored {
 			return nil, fmt.Errorf("%s: metadata llmq.embedding names %q, which is not a stored quantized head", path, embedFrom)
 		}
