@@ -24,7 +24,7 @@ func (n *RMSNorm) Width() int { return len(n.W) }
 
 func (n *RMSNorm) Forward(y, x []float32, rows int) {
 	d := len(n.W)
-	normRows(rows, d, func(r0, r1 int) { n.forward(y, x, r0, r1) })
+	splitRows(rows, d, func(r0, r1 int) { n.forward(y, x, r0, r1) })
 }
 
 func (n *RMSNorm) forward(y, x []float32, r0, r1 int) {
@@ -47,7 +47,7 @@ func (n *LayerNorm) Width() int { return len(n.W) }
 
 func (n *LayerNorm) Forward(y, x []float32, rows int) {
 	d := len(n.W)
-	normRows(rows, d, func(r0, r1 int) { n.forward(y, x, r0, r1) })
+	splitRows(rows, d, func(r0, r1 int) { n.forward(y, x, r0, r1) })
 }
 
 func (n *LayerNorm) forward(y, x []float32, r0, r1 int) {
@@ -84,10 +84,11 @@ func NormParams(n Norm) (w, b []float32) {
 	return nil, nil
 }
 
-// normRows runs f over row ranges, split across threads for a prefill's
-// many rows (each row is computed the same way either way).
-func normRows(rows, d int, f func(r0, r1 int)) {
-	if rows < 16 || rows*d < 1<<15 {
+// splitRows runs f over ranges of rows of the given width, split across
+// threads for a prefill's many rows (each row is computed the same way
+// either way); norms and RoPE use it.
+func splitRows(rows, width int, f func(r0, r1 int)) {
+	if rows < 16 || rows*width < 1<<15 {
 		f(0, rows)
 		return
 	}

@@ -1,10 +1,6 @@
 package nn
 
-import (
-	"math"
-
-	"llmq/kernels"
-)
+import "math"
 
 // Rope applies rotary position embeddings (Su et al., RoFormer): the first
 // RotDim features of every head are taken as RotDim/2 planar pairs, and
@@ -67,11 +63,7 @@ func (r *Rope) Apply(x []float32, rows, heads, pos0 int) {
 		r.grow(need)
 	}
 	width := heads * r.HeadDim
-	if rows >= 16 && rows*width >= 1<<15 { // a prefill: rows split across threads
-		kernels.ParallelFor(rows, func(t0, t1 int) { r.apply(x, t0, t1, heads, pos0) })
-		return
-	}
-	r.apply(x, 0, rows, heads, pos0)
+	splitRows(rows, width, func(t0, t1 int) { r.apply(x, t0, t1, heads, pos0) })
 }
 
 // apply rotates rows [t0, t1) of x.
