@@ -58,13 +58,9 @@ func decodeFloat32(dst []float32, raw []byte, d DType) error {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 		}
 	case F16:
-		for i := range dst {
-			dst[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
-		}
+		tensor.DecodeF16(dst, raw)
 	case BF16:
-		for i := range dst {
-			dst[i] = tensor.BF16ToF32(binary.LittleEndian.Uint16(raw[2*i:]))
-		}
+		tensor.DecodeBF16(dst, raw)
 	case F64:
 		for i := range dst {
 			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))

@@ -72,13 +72,9 @@ func Decode(t Type, src []byte, n int) ([]float32, error) {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
 		}
 	case F16:
-		for i := range dst {
-			dst[i] = tensor.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
+		tensor.DecodeF16(dst, src)
 	case BF16:
-		for i := range dst {
-			dst[i] = tensor.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
+		tensor.DecodeBF16(dst, src)
 	case Q8_0:
 		for b := 0; b < n/QK; b++ {
 			blk := src[b*(2+QK):]

@@ -85,3 +85,20 @@ func F32ToF16(f float32) uint16 {
 	}
 	return sign | uint16(r)
 }
+
+// DecodeF16 widens len(dst) little-endian IEEE half-precision values from
+// raw (2 bytes each) into dst.
+func DecodeF16(dst []float32, raw []byte) {
+	raw = raw[:2*len(dst)]
+	for i := range dst {
+		dst[i] = F16ToF32(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8)
+	}
+}
+
+// DecodeBF16 widens len(dst) little-endian bfloat16 values from raw.
+func DecodeBF16(dst []float32, raw []byte) {
+	raw = raw[:2*len(dst)]
+	for i := range dst {
+		dst[i] = BF16ToF32(uint16(raw[2*i]) | uint16(raw[2*i+1])<<8)
+	}
+}
