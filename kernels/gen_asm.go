@@ -2167,6 +2167,18 @@ func genS8VKernel(R int) {
 			p("\tVPDPBUSD %s, %s, %s", b, a, acc(r, par))
 		}
 	}
+	s8VLoop(R, step)
+	for r := 0; r < R; r++ {
+		p("\tVPADDD %s, %s, %s", acc(r, 1), acc(r, 0), acc(r, 0))
+	}
+	s8VStore(R, 1, func(r, h int) string { return acc(r, 0) })
+}
+
+// s8VLoop emits the k4 loop of the VNNI kernels: pairs of steps (even
+// step at offset 0, odd at 64 bytes of B and 4·R of A), then the odd last
+// step; CX holds k4, DI (and R15 for a second panel, when present) the B
+// panel, SI the A micro-panel. step(par, boff, aoff) emits one step.
+func s8VLoop(R int, step func(par, boff, aoff int), extraB ...string) {
 	p("\tMOVQ CX, BX")
 	p("\tSHRQ $1, BX")
 	p("\tJZ rem")
@@ -2174,6 +2186,9 @@ func genS8VKernel(R int) {
 	step(0, 0, 0)
 	step(1, 64, 4*R)
 	p("\tADDQ $128, DI")
+	for _, reg := range extraB {
+		p("\tADDQ $128, %s", reg)
+	}
 	p("\tADDQ $%d, SI", 8*R)
 	p("\tDECQ BX")
 	p("\tJNZ loop")
@@ -2182,20 +2197,35 @@ func genS8VKernel(R int) {
 	p("\tJZ done")
 	step(0, 0, 0)
 	p("done:")
-	for r := 0; r < R; r++ {
-		p("\tVPADDD %s, %s, %s", acc(r, 1), acc(r, 0), acc(r, 0))
+}
+
+// s8VStore emits the end of a VNNI kernel's A panel: C (+)= the R rows of
+// accumulators acc(r, h), h < halves zmm (64 bytes each) per row, then the
+// step to the next A panel and the return.
+func s8VStore(R, halves int, acc func(r, h int) string) {
+	at := func(h int) string { // C's h-th 64 bytes in the row at DX
+		if h == 0 {
+			return "(DX)"
+		}
+		return fmt.Sprintf("%d(DX)", 64*h)
 	}
 	p("\tTESTQ R13, R13")
 	p("\tJZ store")
 	for r := 0; r < R; r++ {
-		p("\tVPADDD (DX), %s, %s", acc(r, 0), acc(r, 0))
-		p("\tVMOVDQU32 %s, (DX)", acc(r, 0))
+		for h := 0; h < halves; h++ {
+			p("\tVPADDD %s, %s, %s", at(h), acc(r, h), acc(r, h))
+		}
+		for h := 0; h < halves; h++ {
+			p("\tVMOVDQU32 %s, %s", acc(r, h), at(h))
+		}
 		p("\tADDQ R8, DX")
 	}
 	p("\tJMP next")
 	p("store:")
 	for r := 0; r < R; r++ {
-		p("\tVMOVDQU32 %s, (DX)", acc(r, 0))
+		for h := 0; h < halves; h++ {
+			p("\tVMOVDQU32 %s, %s", acc(r, h), at(h))
+		}
 		p("\tADDQ R8, DX")
 	}
 	p("next:")
@@ -2286,43 +2316,6 @@ func genS8VKernel32(R int) {
 			p("\tVPDPBUSD %s, %s, %s", b1, a, acc(r, 1))
 		}
 	}
-	p("\tMOVQ CX, BX")
-	p("\tSHRQ $1, BX")
-	p("\tJZ rem")
-	p("loop:")
-	step(0, 0, 0)
-	step(1, 64, 4*R)
-	p("\tADDQ $128, DI")
-	p("\tADDQ $128, R15")
-	p("\tADDQ $%d, SI", 8*R)
-	p("\tDECQ BX")
-	p("\tJNZ loop")
-	p("rem:")
-	p("\tTESTQ $1, CX")
-	p("\tJZ done")
-	step(0, 0, 0)
-	p("done:")
-	p("\tTESTQ R13, R13")
-	p("\tJZ store")
-	for r := 0; r < R; r++ {
-		p("\tVPADDD (DX), %s, %s", acc(r, 0), acc(r, 0))
-		p("\tVPADDD 64(DX), %s, %s", acc(r, 1), acc(r, 1))
-		p("\tVMOVDQU32 %s, (DX)", acc(r, 0))
-		p("\tVMOVDQU32 %s, 64(DX)", acc(r, 1))
-		p("\tADDQ R8, DX")
-	}
-	p("\tJMP next")
-	p("store:")
-	for r := 0; r < R; r++ {
-		p("\tVMOVDQU32 %s, (DX)", acc(r, 0))
-		p("\tVMOVDQU32 %s, 64(DX)", acc(r, 1))
-		p("\tADDQ R8, DX")
-	}
-	p("next:")
-	p("\tMOVQ DX, R10")
-	p("\tADDQ R12, R9")
-	p("\tDECQ R11")
-	p("\tJNZ panel")
-	p("\tVZEROUPPER")
-	p("\tRET")
+	s8VLoop(R, step, "R15")
+	s8VStore(R, 2, acc)
 }
