@@ -1315,6 +1315,13 @@ func genInt8File() {
 		p("DATA s8Perm<>+%d(SB)/4, $%d", 4*i, v)
 	}
 	p("GLOBL s8Perm<>(SB), RODATA|NOPTR, $32")
+	// ±127.0 as float32: s8Quant's clamp
+	for i, bits := range []uint32{0x42fe0000, 0xc2fe0000} {
+		for j := 0; j < 8; j++ {
+			p("DATA s8Clamp<>+%d(SB)/4, $0x%x", 32*i+4*j, bits)
+		}
+	}
+	p("GLOBL s8Clamp<>(SB), RODATA|NOPTR, $64")
 	for r := 1; r <= s8MR; r++ {
 		genS8Kernel(r)
 	}
@@ -1322,6 +1329,7 @@ func genInt8File() {
 	genS8Epilogue()
 	genS8AbsMax()
 	genS8Quant()
+	genS8Dequant()
 	genClockLoop()
 	genS8PeakLoop()
 }
@@ -1610,11 +1618,12 @@ func genS8AbsMax() {
 //
 //	func s8Quant(n32 int, x *float32, dst *byte, s float32)
 //
-// dst[i] = round-half-even(x[i]/s) for i < 32·n32, where every finite x/s is
-// known to lie in [−127.5, 127.5) (the caller derives s from the row's
-// absmax), so the saturating packs never clip a real value. A NaN converts
-// to the integer indefinite 0x80000000, which packs to −128 and is then
-// replaced by 0 (quant.QuantizeInt maps NaN to the zero-point).
+// dst[i] = clamp(round-half-even(x[i]/s), −127, 127) for i < 32·n32. The
+// quotient is clamped to [−127, 127] before the conversion (a static scale
+// leaves values beyond its range, and ±Inf, to saturate there), with the
+// operands ordered so that a NaN quotient stays NaN: it converts to the
+// integer indefinite 0x80000000, which packs to −128 and is then replaced
+// by 0 (quant.QuantizeInt maps NaN to the zero-point).
 func genS8Quant() {
 	p("")
 	p("// func s8Quant(n32 int, x *float32, dst *byte, s float32)")
@@ -1625,6 +1634,8 @@ func genS8Quant() {
 	p("\tVBROADCASTSS s+24(FP), Y15")
 	p("\tVMOVDQU s8Perm<>(SB), Y14")
 	p("\tVMOVDQU s8Byte80<>(SB), Y13")
+	p("\tVMOVUPS s8Clamp<>(SB), Y12")
+	p("\tVMOVUPS s8Clamp<>+32(SB), Y11")
 	p("\tTESTQ CX, CX")
 	p("\tJZ done")
 	p("loop:")
@@ -1633,6 +1644,12 @@ func genS8Quant() {
 	}
 	for i := 0; i < 4; i++ {
 		p("\tVDIVPS Y15, %s, %s", y(i), y(i))
+	}
+	// Intel's VMINPS/VMAXPS return their second source when either is
+	// NaN; in Go's reversed order that is the first operand, the quotient.
+	for i := 0; i < 4; i++ {
+		p("\tVMINPS %s, Y12, %s", y(i), y(i))
+		p("\tVMAXPS %s, Y11, %s", y(i), y(i))
 	}
 	for i := 0; i < 4; i++ {
 		p("\tVCVTPS2DQ %s, %s", y(i), y(i))
@@ -1646,6 +1663,45 @@ func genS8Quant() {
 	p("\tVMOVDQU Y0, (DI)")
 	p("\tADDQ $128, SI")
 	p("\tADDQ $32, DI")
+	p("\tDECQ CX")
+	p("\tJNZ loop")
+	p("done:")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
+// genS8Dequant emits
+//
+//	func s8Dequant(n32 int, src *byte, dst *float32, s float32)
+//
+// dst[i] = float32(int8(src[i]))·s for i < 32·n32: VPMOVSXBD widens 8
+// codes to int32, VCVTDQ2PS converts them exactly, one VMULPS rounds the
+// product once — the scalar expression's result, bit for bit.
+func genS8Dequant() {
+	p("")
+	p("// func s8Dequant(n32 int, src *byte, dst *float32, s float32)")
+	p("TEXT ·s8Dequant(SB), NOSPLIT, $0-28")
+	p("\tMOVQ n32+0(FP), CX")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ dst+16(FP), DI")
+	p("\tVBROADCASTSS s+24(FP), Y15")
+	p("\tTESTQ CX, CX")
+	p("\tJZ done")
+	p("loop:")
+	for i := 0; i < 4; i++ {
+		p("\tVPMOVSXBD %d(SI), %s", 8*i, y(i))
+	}
+	for i := 0; i < 4; i++ {
+		p("\tVCVTDQ2PS %s, %s", y(i), y(i))
+	}
+	for i := 0; i < 4; i++ {
+		p("\tVMULPS Y15, %s, %s", y(i), y(i))
+	}
+	for i := 0; i < 4; i++ {
+		p("\tVMOVUPS %s, %d(DI)", y(i), 32*i)
+	}
+	p("\tADDQ $32, SI")
+	p("\tADDQ $128, DI")
 	p("\tDECQ CX")
 	p("\tJNZ loop")
 	p("done:")

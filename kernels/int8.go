@@ -1001,18 +1001,31 @@ func quantS8(x, s float32) byte {
 }
 
 func quantizeRowS8(asm bool, q []byte, x []float32) float32 {
-	n := len(x)
-	var am float32
-	if asm && n >= 8 {
-		am = s8AbsMax(n, &x[0]) // NaN skipped, ±Inf included
+	am, inf := absMaxS8(asm, x)
+	s := s8Scale(am)
+	quantizeWithScaleS8(asm && !inf, q, x, s)
+	return s
+}
+
+// absMaxS8 returns the largest |x_i| over the finite elements and whether
+// x holds an infinity (the assembly quantizer is then not used: it is
+// exact for finite values only).
+func absMaxS8(asm bool, x []float32) (am float32, inf bool) {
+	if asm && len(x) >= 8 {
+		am = s8AbsMax(len(x), &x[0]) // NaN skipped, ±Inf included
 	} else {
 		am = absMaxFinite(x)
 	}
 	if math.IsInf(float64(am), 0) {
-		asm = false
-		am = absMaxFinite(x)
+		return absMaxFinite(x), true
 	}
-	s := s8Scale(am)
+	return am, false
+}
+
+// quantizeWithScaleS8 writes the codes of x on the symmetric int8 grid of
+// scale s to q (quantS8 element by element).
+func quantizeWithScaleS8(asm bool, q []byte, x []float32, s float32) {
+	n := len(x)
 	i := 0
 	if asm && n >= 32 {
 		i = n &^ 31
@@ -1021,7 +1034,22 @@ func quantizeRowS8(asm bool, q []byte, x []float32) float32 {
 	for ; i < n; i++ {
 		q[i] = quantS8(x[i], s)
 	}
-	return s
+}
+
+// DequantizeS8 writes dst[i] = float32(src[i])·scale for i < len(src): one
+// row of a symmetric int8 grid back to float32 (an INT8 KV cache's keys and
+// values, for instance), each product rounded once as written.
+func DequantizeS8(dst []float32, src []int8, scale float32) {
+	n := len(src)
+	dst = dst[:n]
+	i := 0
+	if n >= 32 && asmOn.Load() {
+		i = n &^ 31
+		s8Dequant(i/32, &bytesOf(src)[0], &dst[0], scale)
+	}
+	for ; i < n; i++ {
+		dst[i] = float32(src[i]) * scale
+	}
 }
 
 // absMaxFinite returns the largest |x_i| over the finite elements (0 if none).

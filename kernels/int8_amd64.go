@@ -32,6 +32,9 @@ func s8AbsMax(n int, x *float32) float32
 //go:noescape
 func s8Quant(n32 int, x *float32, dst *byte, s float32)
 
+//go:noescape
+func s8Dequant(n32 int, src *byte, dst *float32, s float32)
+
 func clockLoop(n int)
 
 func s8PeakLoop(n int)

@@ -32,6 +32,23 @@ DATA s8Perm<>+20(SB)/4, $6
 DATA s8Perm<>+24(SB)/4, $3
 DATA s8Perm<>+28(SB)/4, $7
 GLOBL s8Perm<>(SB), RODATA|NOPTR, $32
+DATA s8Clamp<>+0(SB)/4, $0x42fe0000
+DATA s8Clamp<>+4(SB)/4, $0x42fe0000
+DATA s8Clamp<>+8(SB)/4, $0x42fe0000
+DATA s8Clamp<>+12(SB)/4, $0x42fe0000
+DATA s8Clamp<>+16(SB)/4, $0x42fe0000
+DATA s8Clamp<>+20(SB)/4, $0x42fe0000
+DATA s8Clamp<>+24(SB)/4, $0x42fe0000
+DATA s8Clamp<>+28(SB)/4, $0x42fe0000
+DATA s8Clamp<>+32(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+36(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+40(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+44(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+48(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+52(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+56(SB)/4, $0xc2fe0000
+DATA s8Clamp<>+60(SB)/4, $0xc2fe0000
+GLOBL s8Clamp<>(SB), RODATA|NOPTR, $64
 
 // func s8Kernel1x16(k4 int, a, b *byte, c *int32, ldc int, accum int, np int, astride int)
 TEXT ·s8Kernel1x16(SB), NOSPLIT, $0-64
@@ -995,6 +1012,8 @@ TEXT ·s8Quant(SB), NOSPLIT, $0-28
 	VBROADCASTSS s+24(FP), Y15
 	VMOVDQU s8Perm<>(SB), Y14
 	VMOVDQU s8Byte80<>(SB), Y13
+	VMOVUPS s8Clamp<>(SB), Y12
+	VMOVUPS s8Clamp<>+32(SB), Y11
 	TESTQ CX, CX
 	JZ done
 loop:
@@ -1006,6 +1025,14 @@ loop:
 	VDIVPS Y15, Y1, Y1
 	VDIVPS Y15, Y2, Y2
 	VDIVPS Y15, Y3, Y3
+	VMINPS Y0, Y12, Y0
+	VMAXPS Y0, Y11, Y0
+	VMINPS Y1, Y12, Y1
+	VMAXPS Y1, Y11, Y1
+	VMINPS Y2, Y12, Y2
+	VMAXPS Y2, Y11, Y2
+	VMINPS Y3, Y12, Y3
+	VMAXPS Y3, Y11, Y3
 	VCVTPS2DQ Y0, Y0
 	VCVTPS2DQ Y1, Y1
 	VCVTPS2DQ Y2, Y2
@@ -1019,6 +1046,39 @@ loop:
 	VMOVDQU Y0, (DI)
 	ADDQ $128, SI
 	ADDQ $32, DI
+	DECQ CX
+	JNZ loop
+done:
+	VZEROUPPER
+	RET
+
+// func s8Dequant(n32 int, src *byte, dst *float32, s float32)
+TEXT ·s8Dequant(SB), NOSPLIT, $0-28
+	MOVQ n32+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ dst+16(FP), DI
+	VBROADCASTSS s+24(FP), Y15
+	TESTQ CX, CX
+	JZ done
+loop:
+	VPMOVSXBD 0(SI), Y0
+	VPMOVSXBD 8(SI), Y1
+	VPMOVSXBD 16(SI), Y2
+	VPMOVSXBD 24(SI), Y3
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VCVTDQ2PS Y2, Y2
+	VCVTDQ2PS Y3, Y3
+	VMULPS Y15, Y0, Y0
+	VMULPS Y15, Y1, Y1
+	VMULPS Y15, Y2, Y2
+	VMULPS Y15, Y3, Y3
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $32, SI
+	ADDQ $128, DI
 	DECQ CX
 	JNZ loop
 done:

@@ -26,15 +26,53 @@ type ActsS8 struct {
 // codes for the kernels in use. Its buffers come from a pool: Release the
 // result when done.
 func PrepareActsS8(x []float32, m, k int) *ActsS8 {
-	if m < 0 || k < 0 || len(x) < m*k {
-		panic(fmt.Sprintf("kernels.PrepareActsS8: len(x)=%d < m·k (m=%d k=%d)", len(x), m, k))
+	a := newActsS8("PrepareActsS8", x, m, k)
+	QuantizeRowsS8(a.qx, a.scale, x, m, k)
+	return a.pack()
+}
+
+// PrepareActsS8PerTensor is PrepareActsS8 with one scale for all m rows:
+// the given scale (static activation quantization, calibrated offline:
+// SmoothQuant-O3), or, when scale is 0, the scale of x's largest finite
+// |value| (dynamic per-tensor quantization: SmoothQuant-O2), computed as
+// QuantizeRowsS8 computes a row's. The codes are quant's symmetric int8
+// grid, clamp(round-half-even(x/scale), −127, 127), bit for bit.
+func PrepareActsS8PerTensor(x []float32, m, k int, scale float32) *ActsS8 {
+	a := newActsS8("PrepareActsS8PerTensor", x, m, k)
+	asm := asmOn.Load()
+	am, inf := absMaxS8(asm, x[:m*k])
+	asm = asm && !inf
+	if scale == 0 {
+		scale = s8Scale(am)
 	}
-	k4 := (k + 3) / 4
-	a := &ActsS8{m: m, k: k, k4: k4, set: s8Active()}
+	for r := range a.scale {
+		a.scale[r] = scale
+	}
+	q := bytesOf(a.qx)
+	f := func(r0, r1 int) { quantizeWithScaleS8(asm, q[r0*k:r1*k], x[r0*k:r1*k], scale) }
+	if m < 2 || m*k < 1<<16 {
+		f(0, m)
+	} else {
+		ParallelFor(m, f)
+	}
+	return a.pack()
+}
+
+// newActsS8 allocates the codes and scales of an m×k activation.
+func newActsS8(what string, x []float32, m, k int) *ActsS8 {
+	if m < 0 || k < 0 || len(x) < m*k {
+		panic(fmt.Sprintf("kernels.%s: len(x)=%d < m·k (m=%d k=%d)", what, len(x), m, k))
+	}
+	a := &ActsS8{m: m, k: k, k4: (k + 3) / 4, set: s8Active()}
 	sb, scale := getBuf(max(1, m))
 	qb, qx := getBytes(max(1, m*k))
 	a.scale, a.qx, a.bufs = scale[:m], unsafe.Slice((*int8)(unsafe.Pointer(&qx[0])), m*k), []*floatBuf{sb, qb}
-	QuantizeRowsS8(a.qx, a.scale, x, m, k)
+	return a
+}
+
+// pack packs the codes into the A micro-panels of the kernel set in use.
+func (a *ActsS8) pack() *ActsS8 {
+	m, k, k4 := a.m, a.k, a.k4
 	if a.set == nil || m == 0 || k == 0 {
 		return a
 	}

@@ -2,6 +2,7 @@ package kernels_test
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"testing"
 
@@ -42,5 +43,96 @@ func TestMatMulActs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Per-tensor prepared activations (static scale, or dynamic from the whole
+// input) are the symmetric int8 grid of one scale, clamp(round-half-even(
+// x/s), −127, 127), checked against that definition through an identity
+// weight, on every kernel set; values beyond a static range and ±Inf
+// saturate, NaN maps to 0.
+func TestPrepareActsS8PerTensor(t *testing.T) {
+	r := rand.New(rand.NewSource(22))
+	for _, sh := range []struct {
+		m, k   int
+		static float32
+	}{{1, 40, 0}, {9, 70, 0}, {300, 260, 0}, {5, 64, 0.01}, {300, 260, 0.02}} {
+		x := make([]float32, sh.m*sh.k)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 2)
+		}
+		x[3] = float32(math.NaN())
+		x[5] = float32(math.Inf(-1))
+		if sh.m > 1 {
+			x[sh.k+1] = 9 // the tensor's largest value sits in row 1
+		}
+		s := sh.static
+		if s == 0 {
+			var am float64
+			for _, v := range x {
+				if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+					am = math.Max(am, math.Abs(float64(v)))
+				}
+			}
+			s = float32(2 * am / 254)
+		}
+		// Identity weight [k×k] with unit scales: output = s·code.
+		id := make([]int8, sh.k*sh.k)
+		ones := make([]float32, sh.k)
+		for j := 0; j < sh.k; j++ {
+			id[j*sh.k+j], ones[j] = 1, 1
+		}
+		p := kernels.PackS8(id, sh.k, sh.k)
+		for _, impl := range s8Impls(t) {
+			withS8Impl(impl, func() {
+				a := kernels.PrepareActsS8PerTensor(x, sh.m, sh.k, sh.static)
+				defer a.Release()
+				for i, sc := range a.Scales() {
+					if sc != s {
+						t.Fatalf("%s %v: row %d scale %v, want %v", impl, sh, i, sc, s)
+					}
+				}
+				got := make([]float32, sh.m*sh.k)
+				p.MatMulActs(got, a, ones, nil)
+				for i, v := range x {
+					c := math.RoundToEven(float64(v / s))
+					if v != v {
+						c = 0
+					}
+					c = math.Max(-127, math.Min(127, c))
+					if want := float32(c) * s; got[i] != want {
+						t.Fatalf("%s %v: element %d (x=%v) gives %v, want %v", impl, sh, i, v, got[i], want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// DequantizeS8 is float32(code)·scale element by element, with and without
+// the assembly kernels, at every length around the 32-wide blocks.
+func TestDequantizeS8(t *testing.T) {
+	r := rand.New(rand.NewSource(23))
+	src := make([]int8, 200)
+	for i := range src {
+		src[i] = int8(r.Intn(256) - 128)
+	}
+	const scale = float32(0.0123)
+	for _, asm := range []bool{false, true} {
+		prev := kernels.SetAsm(asm)
+		for _, n := range []int{0, 1, 31, 32, 33, 64, 95, 200} {
+			dst := make([]float32, n+1)
+			dst[n] = 7 // past the end: untouched
+			kernels.DequantizeS8(dst, src[:n], scale)
+			for i := 0; i < n; i++ {
+				if want := float32(src[i]) * scale; dst[i] != want {
+					t.Fatalf("asm %v, n %d: dst[%d] = %v, want %v", asm, n, i, dst[i], want)
+				}
+			}
+			if dst[n] != 7 {
+				t.Fatalf("asm %v, n %d: wrote past the end", asm, n)
+			}
+		}
+		kernels.SetAsm(prev)
 	}
 }

@@ -111,8 +111,17 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 					num = math.Max(num, math.Abs(float64(gotFast[i]-want[i])))
 					den = math.Max(den, math.Abs(float64(want[i])))
 				}
-				if num/den > 1e-4 {
-					t.Errorf("kernel path: logits differ from the reference path by %.3g (relative)", num/den)
+				// Both paths quantize activations; FP32 summation order can flip
+				// an int8 rounding, which then travels through the layers. One
+				// step of a per-tensor static grid is 1/127 of the layer's
+				// calibrated range (per token: of that token's range), so the
+				// static scheme is allowed more.
+				tol := 1e-4
+				if strings.Contains(name, "static") && !strings.HasPrefix(name, "kv-") {
+					tol = 5e-3
+				}
+				if num/den > tol {
+					t.Errorf("kernel path: logits differ from the reference path by %.3g (relative; bar %g)", num/den, tol)
 				}
 				if strings.HasSuffix(name, "+head") {
 					if _, ok := back.Head.(*quant.QuantLinear); !ok {

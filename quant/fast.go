@@ -2,6 +2,7 @@ package quant
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"unsafe"
 
@@ -12,10 +13,12 @@ import (
 // FastLinear runs a QuantLinear on the low-bit kernels instead of the
 // reference dequantize-then-FP32 path, for the formats the kernels cover:
 //
-//	W8A8   int8 symmetric per-channel weights, int8 per-token dynamic
-//	       activations: y = s_x·s_w·(q_x·q_wᵀ) with an exact int32 product
-//	       (SmoothQuant's point: both scales lie on the outer dimensions, so
-//	       they factor out of the integer GEMM into its epilogue)
+//	W8A8   int8 symmetric per-channel weights, int8 symmetric activations
+//	       per token (dynamic) or per tensor (dynamic, or static with a
+//	       calibrated scale: SmoothQuant's O2 and O3): y = s_x·s_w·(q_x·q_wᵀ)
+//	       with an exact int32 product (SmoothQuant's point: both scales lie
+//	       on the outer dimensions, so they factor out of the integer GEMM
+//	       into its epilogue)
 //	W4A16  int4 weights (symmetric or asymmetric, per group or per channel),
 //	       FP32 activations: nibbles are unpacked in registers, so a decode
 //	       step reads half a byte per weight instead of four
@@ -27,11 +30,15 @@ import (
 // codes only — no FP32 copy of the weight and no second copy of the codes
 // in the plain layout: Quant unpacks one when asked (saving, export).
 type FastLinear struct {
-	q    *QuantLinear // shape, formats, bias and activation quantizer; weight codes dropped
-	s8   *kernels.PackedS8
-	q4   *kernels.PackedQ4
-	act  bool      // quantize activations to int8 per token
-	bufs sync.Pool // *fastBuf
+	q   *QuantLinear // shape, formats, bias and activation quantizer; weight codes dropped
+	s8  *kernels.PackedS8
+	q4  *kernels.PackedQ4
+	act bool // quantize activations to int8
+	// perTensor: one activation scale for all rows of a call, static (the
+	// calibrated scale) when static > 0; otherwise one per token.
+	perTensor bool
+	static    float32
+	bufs      sync.Pool // *fastBuf
 }
 
 type fastBuf struct {
@@ -45,9 +52,17 @@ var _ nn.Linear = (*FastLinear)(nil)
 // its formats (it then stays on the reference path).
 func Fast(l *QuantLinear) *FastLinear {
 	t, a := l.w, l.act
-	actS8 := false
+	actS8, perTensor := false, false
+	var static float32
 	if a != nil {
-		if a.Static || a.Spec != MustParseSpec("int8-sym-token") {
+		switch {
+		case !a.Static && a.Spec == MustParseSpec("int8-sym-token"):
+		case a.Spec == MustParseSpec("int8-sym-tensor") && (!a.Static || a.Params.Zero == 0 && a.Params.Scale > 0):
+			perTensor = true
+			if a.Static {
+				static = a.Params.Scale
+			}
+		default:
 			return nil
 		}
 		actS8 = true
@@ -59,14 +74,14 @@ func Fast(l *QuantLinear) *FastLinear {
 	// The shell keeps everything but the codes (and, for int4, the
 	// parameters, which the packed form holds too).
 	shell := &QuantLinear{w: &QTensor{Rows: t.Rows, Cols: t.Cols, Spec: t.Spec}, bias: l.bias, act: l.act}
-	f := &FastLinear{q: shell, act: actS8}
+	f := &FastLinear{q: shell, act: actS8, perTensor: perTensor, static: static}
 	switch {
 	case s.Bits == 8 && s.Symmetric && s.Granularity == PerChannel && actS8:
 		// 8-bit symmetric codes are stored as two's complement bytes,
 		// the kernel's int8 layout.
 		f.s8 = kernels.PackS8(unsafeInt8s(t.Data), t.Rows, t.Cols)
 		shell.w.Scales = t.Scales // the per-channel weight scales the epilogue applies
-	case s.Bits == 4 && (s.Granularity == PerGroup || s.Granularity == PerChannel):
+	case s.Bits == 4 && (s.Granularity == PerGroup || s.Granularity == PerChannel) && !perTensor:
 		gs := s.GroupSize
 		if s.Granularity == PerChannel {
 			gs = t.Cols
@@ -176,21 +191,31 @@ func (f *FastLinear) Forward(y, x []float32, rows int) {
 
 var _ nn.SharedInput = (*FastLinear)(nil)
 
-// InputFormat is "int8-sym-token" for W8A8: linears reading the same input
-// share its quantization and packing (nn.ForwardShared); "" otherwise.
+// InputFormat names the W8A8 activation quantization — "int8-sym-token",
+// "int8-sym-tensor" (dynamic) or "int8-sym-tensor static=<scale>": linears
+// reading the same input with the same format share its quantization and
+// packing (nn.ForwardShared); "" for the other formats.
 func (f *FastLinear) InputFormat() string {
-	if f.s8 != nil {
-		return "int8-sym-token"
+	switch {
+	case f.s8 == nil:
+		return ""
+	case f.static > 0:
+		return fmt.Sprintf("int8-sym-tensor static=%x", math.Float32bits(f.static))
+	case f.perTensor:
+		return "int8-sym-tensor"
 	}
-	return ""
+	return "int8-sym-token"
 }
 
 // s8Acts is a prepared W8A8 input.
 type s8Acts struct{ *kernels.ActsS8 }
 
-// PrepareInput quantizes x per token and packs it for the INT8 GEMM (W8A8
-// only: InputFormat says when).
+// PrepareInput quantizes x (per token or per tensor) and packs it for the
+// INT8 GEMM (W8A8 only: InputFormat says when).
 func (f *FastLinear) PrepareInput(x []float32, rows int) nn.Prepared {
+	if f.perTensor {
+		return s8Acts{kernels.PrepareActsS8PerTensor(x, rows, f.In(), f.static)}
+	}
 	return s8Acts{kernels.PrepareActsS8(x, rows, f.In())}
 }
 

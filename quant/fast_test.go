@@ -17,16 +17,21 @@ func TestFastMatchesReference(t *testing.T) {
 		w, a     string
 		rows, in int
 		fast     bool
+		static   float32 // > 0: static activations calibrated to [−static, static]
 	}{
-		{"int8-sym-channel", "int8-sym-token", 5, 96, true},
-		{"int8-sym-channel", "int8-sym-token", 1, 200, true},
-		{"int4-sym-g32", "", 3, 128, true},
-		{"int4-asym-g64", "", 1, 256, true},
-		{"int4-asym-channel", "", 4, 77, true},
-		{"int4-sym-g32", "int8-sym-token", 6, 64, true},
-		{"int8-sym-channel", "", 2, 64, false},            // W8A16: no kernel
-		{"int4-sym-g32", "int8-sym-tensor", 2, 64, false}, // per-tensor acts: no kernel
-		{"fp4e2m1-g32", "", 2, 64, false},
+		{"int8-sym-channel", "int8-sym-token", 5, 96, true, 0},
+		{"int8-sym-channel", "int8-sym-token", 1, 200, true, 0},
+		{"int4-sym-g32", "", 3, 128, true, 0},
+		{"int4-asym-g64", "", 1, 256, true, 0},
+		{"int4-asym-channel", "", 4, 77, true, 0},
+		{"int4-sym-g32", "int8-sym-token", 6, 64, true, 0},
+		{"int8-sym-channel", "", 2, 64, false, 0},                // W8A16: no kernel
+		{"int4-sym-g32", "int8-sym-tensor", 2, 64, false, 0},     // W4A8 with per-tensor acts: no kernel
+		{"int8-sym-channel", "int8-sym-tensor", 7, 96, true, 0},  // SmoothQuant O2
+		{"int8-sym-channel", "int8-sym-tensor", 1, 96, true, 0},  // … one row
+		{"int8-sym-channel", "int8-sym-tensor", 9, 130, true, 5}, // O3: static, values beyond ±5 saturate
+		{"int8-sym-channel", "int8-asym-tensor", 3, 64, false, 5},
+		{"fp4e2m1-g32", "", 2, 64, false, 0},
 	}
 	for _, c := range cases {
 		out := 37
@@ -41,6 +46,12 @@ func TestFastMatchesReference(t *testing.T) {
 		var act *ActQuant
 		if c.a != "" {
 			act = DynamicAct(MustParseSpec(c.a))
+		}
+		if c.static > 0 {
+			var err error
+			if act, err = StaticAct(MustParseSpec(c.a), -c.static, c.static); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ref, err := QuantizeLinear(w, bias, out, c.in, MustParseSpec(c.w), act)
 		if err != nil {
@@ -93,7 +104,7 @@ func TestFastMatchesReference(t *testing.T) {
 func TestFastSharedInput(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	const in, rows = 96, 23
-	mk := func(out int, wspec, aspec string) nn.Linear {
+	mk := func(out int, wspec, aspec string, static float32) nn.Linear {
 		w := make([]float32, out*in)
 		for i := range w {
 			w[i] = float32(rng.NormFloat64())
@@ -102,6 +113,12 @@ func TestFastSharedInput(t *testing.T) {
 		if aspec != "" {
 			act = DynamicAct(MustParseSpec(aspec))
 		}
+		if static > 0 {
+			var err error
+			if act, err = StaticAct(MustParseSpec(aspec), -static, static); err != nil {
+				t.Fatal(err)
+			}
+		}
 		q, err := QuantizeLinear(w, nil, out, in, MustParseSpec(wspec), act)
 		if err != nil {
 			t.Fatal(err)
@@ -109,9 +126,13 @@ func TestFastSharedInput(t *testing.T) {
 		return Fast(q)
 	}
 	ls := []nn.Linear{
-		mk(40, "int8-sym-channel", "int8-sym-token"),
-		mk(17, "int8-sym-channel", "int8-sym-token"),
-		mk(33, "int4-asym-g32", ""), // not shareable: its own Forward
+		mk(40, "int8-sym-channel", "int8-sym-token", 0),
+		mk(17, "int8-sym-channel", "int8-sym-token", 0),
+		mk(33, "int4-asym-g32", "", 0), // not shareable: its own Forward
+		mk(20, "int8-sym-channel", "int8-sym-tensor", 0),
+		mk(21, "int8-sym-channel", "int8-sym-tensor", 6),
+		mk(22, "int8-sym-channel", "int8-sym-tensor", 6),
+		mk(23, "int8-sym-channel", "int8-sym-tensor", 9), // another static scale: not shared with the two above
 	}
 	x := make([]float32, rows*in)
 	for i := range x {
