@@ -20,6 +20,13 @@ type KVCache struct {
 	KVHeads int
 	HeadDim int
 	int8    bool
+	// With integer attention BMMs the value codes are kept transposed
+	// instead of in Vq: VT[(g·HeadDim + d)·capT + j] is value d of KV head
+	// g at position j, so that each output dimension's codes are one
+	// contiguous row for P·V (attention_int8.go).
+	bmm  bool
+	VT   []int8
+	capT int
 }
 
 // Int8 reports whether the cache stores int8 codes.
@@ -40,7 +47,31 @@ func (c *KVCache) appendInt8(k, v []float32, rows int) {
 		*t.s = slices.Grow(*t.s, n)[:s0+n]
 		kernels.QuantizeRowsS8((*t.q)[q0:], (*t.s)[s0:], t.x[:rows*w], n, c.HeadDim)
 	}
+	if c.bmm {
+		c.transposeV(rows)
+	}
 	c.Len += rows
+}
+
+// transposeV moves the codes of the rows values just appended to Vq into
+// VT (growing it by doubling), leaving Vq empty.
+func (c *KVCache) transposeV(rows int) {
+	w := c.KVHeads * c.HeadDim
+	if need := c.Len + rows; need > c.capT {
+		capT := max(need, 2*c.capT, 64)
+		vt := make([]int8, w*capT)
+		for r := 0; r < w; r++ {
+			copy(vt[r*capT:r*capT+c.Len], c.VT[r*c.capT:r*c.capT+c.Len])
+		}
+		c.VT, c.capT = vt, capT
+	}
+	for t := 0; t < rows; t++ {
+		j := c.Len + t
+		for r, v := range c.Vq[t*w : (t+1)*w] {
+			c.VT[r*c.capT+j] = v
+		}
+	}
+	c.Vq = c.Vq[:0]
 }
 
 // dequant writes rows [0, n) of head g of codes q (scales s) to dst
@@ -48,12 +79,7 @@ func (c *KVCache) appendInt8(k, v []float32, rows int) {
 func (c *KVCache) dequant(dst []float32, q []int8, s []float32, g, n int) {
 	hd, w := c.HeadDim, c.KVHeads*c.HeadDim
 	for j := 0; j < n; j++ {
-		sc := s[j*c.KVHeads+g]
-		row := q[j*w+g*hd : j*w+g*hd+hd]
-		d := dst[j*hd : j*hd+hd]
-		for i, v := range row {
-			d[i] = sc * float32(v)
-		}
+		kernels.DequantizeS8(dst[j*hd:j*hd+hd], q[j*w+g*hd:j*w+g*hd+hd], s[j*c.KVHeads+g])
 	}
 }
 
@@ -67,6 +93,7 @@ func NewKVCache(kvHeads, headDim, capacity int) *KVCache {
 func (c *KVCache) Reset() {
 	c.K, c.V, c.Len, c.int8 = c.K[:0], c.V[:0], 0, false
 	c.Kq, c.Vq, c.Ks, c.Vs = c.Kq[:0], c.Vq[:0], c.Ks[:0], c.Vs[:0]
+	c.bmm = false // VT's memory is kept (capT) for the next use
 }
 
 // Append adds rows new positions.
@@ -92,6 +119,10 @@ type Attention struct {
 	//            QuantK, an integer Q·Kᵀ batched matmul);
 	//   QuantP:  each row of attention probabilities before P·V (an
 	//            integer P·V).
+	// A Quant of dynamic int8 takes the real integer path instead of the
+	// hooks: an INT8 cache, and with BMM both products on the INT8 GEMM
+	// (attention_int8.go, which also says why P·V there quantizes the
+	// probabilities weighted by the value scales).
 	QuantK, QuantV func(x []float32, rows int)
 	QuantQ         func(x []float32, rows int)
 	QuantP         func(p []float32)
@@ -123,6 +154,7 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 	// instead of fake-quantized floats; the values read back are the same.
 	if cache.Len == 0 {
 		cache.int8 = a.Quant != nil && a.Quant.Format == "int8" && a.Quant.KScale == 0
+		cache.bmm = cache.int8 && a.Quant.BMM
 	}
 	if cache.int8 {
 		cache.appendInt8(k, v, rows)
@@ -134,6 +166,10 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 			a.QuantV(v, rows)
 		}
 		cache.Append(k, v, rows)
+	}
+	if cache.bmm {
+		a.forwardInt8(out, q, rows, cache)
+		return
 	}
 	if a.QuantQ != nil {
 		a.QuantQ(q, rows)

@@ -24,9 +24,14 @@ import (
 // Dynamic int8 (the kv-int8 preset) is stored for real: the cache keeps
 // int8 codes and one scale per token and head (nn.KVCache, a quarter of the
 // FP32 memory) and dequantizes the rows attention reads — exactly the values
-// the simulated path computes. The other formats, static scales and the
-// quantized BMMs are simulated (values rounded to the grid, kept as floats,
-// multiplied in FP32).
+// the simulated path computes. With BMM too (smoothquant-o3-bmm, HERO level
+// 3) both batched matmuls run on the INT8 GEMM: Q·Kᵀ on the query and key
+// codes with their scales in the epilogue, P·V on the value codes with the
+// per-token value scales folded into the probabilities before their uint8
+// quantization (nn/attention_int8.go: those scales lie on P·V's reduction
+// axis, so only folded can the sum stay integer). The other formats and
+// static scales are simulated (values rounded to the grid, kept as floats,
+// multiplied in FP32; QuantizeProbs for P).
 type KVCache struct {
 	// Format is the element format: "int8", "int4" or "fp8e4m3".
 	Format string
