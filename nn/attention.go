@@ -24,9 +24,10 @@ type KVCache struct {
 	// instead of in Vq: VT[(g·HeadDim + d)·capT + j] is value d of KV head
 	// g at position j, so that each output dimension's codes are one
 	// contiguous row for P·V (attention_int8.go).
-	bmm  bool
-	VT   []int8
-	capT int
+	bmm     bool
+	VT      []int8
+	capT    int
+	reserve int // positions NewKVCache was asked for
 }
 
 // Int8 reports whether the cache stores int8 codes.
@@ -58,7 +59,7 @@ func (c *KVCache) appendInt8(k, v []float32, rows int) {
 func (c *KVCache) transposeV(rows int) {
 	w := c.KVHeads * c.HeadDim
 	if need := c.Len + rows; need > c.capT {
-		capT := max(need, 2*c.capT, 64)
+		capT := max(need, 2*c.capT, c.reserve)
 		vt := make([]int8, w*capT)
 		for r := 0; r < w; r++ {
 			copy(vt[r*capT:r*capT+c.Len], c.VT[r*c.capT:r*c.capT+c.Len])
@@ -86,7 +87,7 @@ func (c *KVCache) dequant(dst []float32, q []int8, s []float32, g, n int) {
 // NewKVCache reserves room for capacity positions (it grows if exceeded).
 func NewKVCache(kvHeads, headDim, capacity int) *KVCache {
 	w := kvHeads * headDim
-	return &KVCache{K: make([]float32, 0, capacity*w), V: make([]float32, 0, capacity*w), KVHeads: kvHeads, HeadDim: headDim}
+	return &KVCache{K: make([]float32, 0, capacity*w), V: make([]float32, 0, capacity*w), KVHeads: kvHeads, HeadDim: headDim, reserve: capacity}
 }
 
 // Reset forgets every position but keeps the memory.
