@@ -164,9 +164,40 @@ func (b *binder) check(name string, shape ...int) bool {
 	return true
 }
 
-// get returns the tensor name converted to float32, which must have shape.
+// Deferring is implemented by tensor sources that will supply some layers
+// themselves after the family has bound the model — an llmq quantized
+// folder, whose stored linears (and an embedding served by a quantized head)
+// are built from their codes. The binder checks a deferred tensor's shape
+// but does not read it: a deferred linear weight binds as a DeferredLinear
+// placeholder and a deferred table (the embedding) as nil, which the source
+// must replace. Reading them would mean dequantizing every quantized weight
+// to FP32 just to drop it: a transient copy of the full-precision model.
+type Deferring interface {
+	Deferred(name string) bool
+}
+
+func (b *binder) deferred(name string) bool {
+	d, ok := b.w.(Deferring)
+	return ok && d.Deferred(name)
+}
+
+// DeferredLinear stands in for a linear layer a Deferring source supplies
+// after binding (see Deferring). It must be replaced before the model runs.
+type DeferredLinear struct {
+	Name    string
+	out, in int
+}
+
+func (d *DeferredLinear) In() int  { return d.in }
+func (d *DeferredLinear) Out() int { return d.out }
+func (d *DeferredLinear) Forward(y, x []float32, rows int) {
+	panic("model: linear " + d.Name + " was deferred by its tensor source and never supplied") // programming error
+}
+
+// get returns the tensor name converted to float32, which must have shape
+// (nil for a deferred tensor: see Deferring).
 func (b *binder) get(name string, shape ...int) []float32 {
-	if !b.check(name, shape...) {
+	if !b.check(name, shape...) || b.deferred(name) {
 		return nil
 	}
 	data, _, err := b.w.Float32(name)
@@ -203,6 +234,12 @@ func (b *binder) has(name string) bool {
 // or, for a lazy binder, as a LazyDense read on first use (shapes and
 // dtypes are checked now either way).
 func (b *binder) dense(name string, out, in int) nn.Linear {
+	if b.deferred(name + ".weight") {
+		if b.check(name+".weight", out, in) {
+			return &DeferredLinear{Name: name, out: out, in: in}
+		}
+		return nil
+	}
 	if b.lazy {
 		if b.check(name+".weight", out, in) && (!b.has(name+".bias") || b.check(name+".bias", out)) {
 			return &LazyDense{src: b.w, name: name, out: out, in: in}

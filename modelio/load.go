@@ -75,8 +75,8 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 		}
 		q.alias = map[string]string{names.Embed: embedFrom + ".weight"}
 	}
-	// Build every stored layer first: the virtual FP weights the family
-	// binder reads are their dequantized values.
+	// Build every stored layer first; the family binder then only checks
+	// their shapes (qstore.Deferred) and Load puts them in place.
 	for _, name := range sortedKeys(layers) {
 		l, err := q.build(name, layers[name])
 		if err != nil {
@@ -128,6 +128,9 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 	if used != len(layers) {
 		return nil, fmt.Errorf("%s: %d quantized layers stored but %d belong to the model", path, len(layers), used)
 	}
+	if m.Head == nil || m.Embed == nil && m.EmbedRows == nil {
+		return nil, fmt.Errorf("%s: the head or the embedding is neither stored nor tied to a stored layer", path)
+	}
 	return m, nil
 }
 
@@ -150,6 +153,14 @@ func (q *qstore) weightOf(name string) (nn.Linear, bool) {
 	}
 	l, ok := q.built[name[:len(name)-len(suffix)]]
 	return l, ok
+}
+
+// Deferred tells the family binder not to read the weights of stored
+// layers (and an embedding served by a quantized head): Load puts the
+// layers themselves in place afterwards.
+func (q *qstore) Deferred(name string) bool {
+	_, ok := q.weightOf(name)
+	return ok
 }
 
 func (q *qstore) Info(name string) (checkpoint.TensorInfo, bool) {
