@@ -55,7 +55,8 @@ func (c *KVCache) appendInt8(k, v []float32, rows int) {
 }
 
 // transposeV moves the codes of the rows values just appended to Vq into
-// VT (growing it by doubling), leaving Vq empty.
+// VT (growing it to the reserved capacity, then by doubling), leaving Vq
+// empty.
 func (c *KVCache) transposeV(rows int) {
 	w := c.KVHeads * c.HeadDim
 	if need := c.Len + rows; need > c.capT {
