@@ -59,14 +59,7 @@ func int8Replica(a *Attention, q []float32, cache *KVCache, rows int) []float32 
 // quantization error), for prompts shorter and longer than a row block,
 // continuations after a cached prefix, and decode steps.
 func TestAttentionInt8BMM(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	randv := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64())
-		}
-		return x
-	}
+	randv := normals(rand.New(rand.NewPCG(7, 8)))
 	const heads, kvHeads, hd = 6, 2, 64
 	for _, c := range []struct{ prefix, rows int }{{0, 1}, {0, 37}, {0, 150}, {70, 90}, {130, 1}, {3, 64}} {
 		a := &Attention{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: float32(1 / math.Sqrt(hd)),
@@ -170,14 +163,7 @@ func TestSoftmaxFold(t *testing.T) {
 // 512-token prefill, and one decode step over a 512-position cache.
 func BenchmarkAttention(b *testing.B) {
 	const heads, kvHeads, hd, L = 6, 2, 64, 512
-	rng := rand.New(rand.NewPCG(1, 1))
-	randv := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64())
-		}
-		return x
-	}
+	randv := normals(rand.New(rand.NewPCG(1, 1)))
 	q, k, v := randv(L*heads*hd), randv(L*kvHeads*hd), randv(L*kvHeads*hd)
 	out := make([]float32, L*heads*hd)
 	for _, c := range []struct {

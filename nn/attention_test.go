@@ -6,6 +6,17 @@ import (
 	"testing"
 )
 
+// normals returns a generator of n standard normal float32 values.
+func normals(rng *rand.Rand) func(n int) []float32 {
+	return func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		return x
+	}
+}
+
 // naiveAttention is the definition: for each query row t at absolute
 // position p = pos0+t, softmax over keys 0..p of scale·q·k, times V; query
 // head h reads KV head h/(heads/kvHeads). Computed in float64.
@@ -45,14 +56,7 @@ func naiveAttention(q, keys, vals []float32, rows, L, heads, kvHeads, hd int, sc
 // earlier positions) against the definition, for prompts shorter and longer
 // than one row block and for a continuation after a cached prefix.
 func TestAttentionCausal(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	randv := func(n int) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(rng.NormFloat64())
-		}
-		return x
-	}
+	randv := normals(rand.New(rand.NewPCG(5, 6)))
 	const heads, kvHeads, hd = 4, 2, 16
 	for _, c := range []struct{ prefix, rows int }{{0, 1}, {0, 37}, {0, 150}, {70, 90}, {130, 1}} {
 		a := &Attention{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: float32(1 / math.Sqrt(hd))}
