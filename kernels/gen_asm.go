@@ -1672,24 +1672,39 @@ func genS8Quant() {
 
 // genS8Dequant emits
 //
-//	func s8Dequant(n32 int, src *byte, dst *float32, s float32)
+//	func s8Dequant(rows, n32 int, src *byte, lds int, dst *float32, ldd int, scale *float32, sstride int)
 //
-// dst[i] = float32(int8(src[i]))·s for i < 32·n32: VPMOVSXBD widens 8
-// codes to int32, VCVTDQ2PS converts them exactly, one VMULPS rounds the
-// product once — the scalar expression's result, bit for bit.
+// dst[r·ldd + i] = float32(int8(src[r·lds + i]))·scale[r·sstride] for
+// r < rows, i < 32·n32 (strides in elements): VPMOVSXBD widens 8 codes to
+// int32, VCVTDQ2PS converts them exactly, one VMULPS rounds the product
+// once — the scalar expression's result, bit for bit. One call covers a
+// whole strided block (an INT8 KV cache head: one row and scale per
+// position), so short rows do not pay a call each.
 func genS8Dequant() {
 	p("")
-	p("// func s8Dequant(n32 int, src *byte, dst *float32, s float32)")
-	p("TEXT ·s8Dequant(SB), NOSPLIT, $0-28")
-	p("\tMOVQ n32+0(FP), CX")
-	p("\tMOVQ src+8(FP), SI")
-	p("\tMOVQ dst+16(FP), DI")
-	p("\tVBROADCASTSS s+24(FP), Y15")
-	p("\tTESTQ CX, CX")
+	p("// func s8Dequant(rows, n32 int, src *byte, lds int, dst *float32, ldd int, scale *float32, sstride int)")
+	p("TEXT ·s8Dequant(SB), NOSPLIT, $0-64")
+	p("\tMOVQ rows+0(FP), R8")
+	p("\tMOVQ src+16(FP), SI")
+	p("\tMOVQ lds+24(FP), R9")
+	p("\tMOVQ dst+32(FP), DI")
+	p("\tMOVQ ldd+40(FP), R10")
+	p("\tSHLQ $2, R10")
+	p("\tMOVQ scale+48(FP), R11")
+	p("\tMOVQ sstride+56(FP), R12")
+	p("\tSHLQ $2, R12")
+	p("\tTESTQ R8, R8")
 	p("\tJZ done")
+	p("row:")
+	p("\tMOVQ n32+8(FP), CX")
+	p("\tVBROADCASTSS (R11), Y15")
+	p("\tMOVQ SI, AX")
+	p("\tMOVQ DI, BX")
+	p("\tTESTQ CX, CX")
+	p("\tJZ next")
 	p("loop:")
 	for i := 0; i < 4; i++ {
-		p("\tVPMOVSXBD %d(SI), %s", 8*i, y(i))
+		p("\tVPMOVSXBD %d(AX), %s", 8*i, y(i))
 	}
 	for i := 0; i < 4; i++ {
 		p("\tVCVTDQ2PS %s, %s", y(i), y(i))
@@ -1698,12 +1713,18 @@ func genS8Dequant() {
 		p("\tVMULPS Y15, %s, %s", y(i), y(i))
 	}
 	for i := 0; i < 4; i++ {
-		p("\tVMOVUPS %s, %d(DI)", y(i), 32*i)
+		p("\tVMOVUPS %s, %d(BX)", y(i), 32*i)
 	}
-	p("\tADDQ $32, SI")
-	p("\tADDQ $128, DI")
+	p("\tADDQ $32, AX")
+	p("\tADDQ $128, BX")
 	p("\tDECQ CX")
 	p("\tJNZ loop")
+	p("next:")
+	p("\tADDQ R9, SI")
+	p("\tADDQ R10, DI")
+	p("\tADDQ R12, R11")
+	p("\tDECQ R8")
+	p("\tJNZ row")
 	p("done:")
 	p("\tVZEROUPPER")
 	p("\tRET")

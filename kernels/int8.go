@@ -1036,19 +1036,31 @@ func quantizeWithScaleS8(asm bool, q []byte, x []float32, s float32) {
 	}
 }
 
-// DequantizeS8 writes dst[i] = float32(src[i])·scale for i < len(src): one
-// row of a symmetric int8 grid back to float32 (an INT8 KV cache's keys and
-// values, for instance), each product rounded once as written.
-func DequantizeS8(dst []float32, src []int8, scale float32) {
-	n := len(src)
-	dst = dst[:n]
-	i := 0
-	if n >= 32 && asmOn.Load() {
-		i = n &^ 31
-		s8Dequant(i/32, &bytesOf(src)[0], &dst[0], scale)
+// DequantizeRowsS8 dequantizes rows×cols int8 codes with one scale per row:
+// dst[r·ldd + i] = float32(src[r·lds + i])·scales[r·sstride] — an INT8 KV
+// cache's keys or values of one head, for instance (a row per position,
+// the head's scale sstride apart). Strides are in elements.
+func DequantizeRowsS8(dst []float32, ldd int, src []int8, lds int, scales []float32, sstride, rows, cols int) {
+	if rows <= 0 || cols <= 0 {
+		return
 	}
-	for ; i < n; i++ {
-		dst[i] = float32(src[i]) * scale
+	if ldd < cols || lds < cols || len(dst) < (rows-1)*ldd+cols || len(src) < (rows-1)*lds+cols || len(scales) < (rows-1)*sstride+1 {
+		panic(fmt.Sprintf("kernels.DequantizeRowsS8: bad sizes (rows=%d cols=%d ldd=%d lds=%d sstride=%d len(dst)=%d len(src)=%d len(scales)=%d)",
+			rows, cols, ldd, lds, sstride, len(dst), len(src), len(scales)))
+	}
+	c32 := 0
+	if asmOn.Load() {
+		c32 = cols / 32
+		if c32 > 0 {
+			s8Dequant(rows, c32, &bytesOf(src)[0], lds, &dst[0], ldd, &scales[0], sstride)
+		}
+	}
+	for r := 0; r < rows; r++ {
+		s := scales[r*sstride]
+		d, q := dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+cols]
+		for i := 32 * c32; i < cols; i++ {
+			d[i] = float32(q[i]) * s
+		}
 	}
 }
 

@@ -33,7 +33,7 @@ func s8AbsMax(n int, x *float32) float32
 func s8Quant(n32 int, x *float32, dst *byte, s float32)
 
 //go:noescape
-func s8Dequant(n32 int, src *byte, dst *float32, s float32)
+func s8Dequant(rows, n32 int, src *byte, lds int, dst *float32, ldd int, scale *float32, sstride int)
 
 func clockLoop(n int)
 

@@ -1052,19 +1052,31 @@ done:
 	VZEROUPPER
 	RET
 
-// func s8Dequant(n32 int, src *byte, dst *float32, s float32)
-TEXT ·s8Dequant(SB), NOSPLIT, $0-28
-	MOVQ n32+0(FP), CX
-	MOVQ src+8(FP), SI
-	MOVQ dst+16(FP), DI
-	VBROADCASTSS s+24(FP), Y15
-	TESTQ CX, CX
+// func s8Dequant(rows, n32 int, src *byte, lds int, dst *float32, ldd int, scale *float32, sstride int)
+TEXT ·s8Dequant(SB), NOSPLIT, $0-64
+	MOVQ rows+0(FP), R8
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R9
+	MOVQ dst+32(FP), DI
+	MOVQ ldd+40(FP), R10
+	SHLQ $2, R10
+	MOVQ scale+48(FP), R11
+	MOVQ sstride+56(FP), R12
+	SHLQ $2, R12
+	TESTQ R8, R8
 	JZ done
+row:
+	MOVQ n32+8(FP), CX
+	VBROADCASTSS (R11), Y15
+	MOVQ SI, AX
+	MOVQ DI, BX
+	TESTQ CX, CX
+	JZ next
 loop:
-	VPMOVSXBD 0(SI), Y0
-	VPMOVSXBD 8(SI), Y1
-	VPMOVSXBD 16(SI), Y2
-	VPMOVSXBD 24(SI), Y3
+	VPMOVSXBD 0(AX), Y0
+	VPMOVSXBD 8(AX), Y1
+	VPMOVSXBD 16(AX), Y2
+	VPMOVSXBD 24(AX), Y3
 	VCVTDQ2PS Y0, Y0
 	VCVTDQ2PS Y1, Y1
 	VCVTDQ2PS Y2, Y2
@@ -1073,14 +1085,20 @@ loop:
 	VMULPS Y15, Y1, Y1
 	VMULPS Y15, Y2, Y2
 	VMULPS Y15, Y3, Y3
-	VMOVUPS Y0, 0(DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, 64(DI)
-	VMOVUPS Y3, 96(DI)
-	ADDQ $32, SI
-	ADDQ $128, DI
+	VMOVUPS Y0, 0(BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	ADDQ $32, AX
+	ADDQ $128, BX
 	DECQ CX
 	JNZ loop
+next:
+	ADDQ R9, SI
+	ADDQ R10, DI
+	ADDQ R12, R11
+	DECQ R8
+	JNZ row
 done:
 	VZEROUPPER
 	RET

@@ -109,28 +109,40 @@ func TestPrepareActsS8PerTensor(t *testing.T) {
 	}
 }
 
-// DequantizeS8 is float32(code)·scale element by element, with and without
-// the assembly kernels, at every length around the 32-wide blocks.
-func TestDequantizeS8(t *testing.T) {
+// DequantizeRowsS8 is float32(code)·scale element by element, with and
+// without the assembly kernels, for row lengths around the 32-wide blocks
+// and strided rows, scales and output (an INT8 KV cache head's layout).
+func TestDequantizeRowsS8(t *testing.T) {
 	r := rand.New(rand.NewSource(23))
-	src := make([]int8, 200)
+	src := make([]int8, 4000)
 	for i := range src {
 		src[i] = int8(r.Intn(256) - 128)
 	}
-	const scale = float32(0.0123)
+	scales := make([]float32, 40)
+	for i := range scales {
+		scales[i] = r.Float32()
+	}
 	for _, asm := range []bool{false, true} {
 		prev := kernels.SetAsm(asm)
-		for _, n := range []int{0, 1, 31, 32, 33, 64, 95, 200} {
+		for _, c := range []struct{ rows, cols, lds, ldd, sstride int }{
+			{1, 0, 0, 0, 1}, {1, 1, 1, 1, 1}, {1, 31, 31, 31, 1}, {3, 32, 32, 32, 1},
+			{5, 33, 40, 50, 2}, {7, 64, 128, 64, 2}, {2, 95, 100, 96, 3}, {9, 200, 300, 201, 4},
+		} {
+			n := max(0, (c.rows-1)*c.ldd+c.cols)
 			dst := make([]float32, n+1)
-			dst[n] = 7 // past the end: untouched
-			kernels.DequantizeS8(dst, src[:n], scale)
-			for i := 0; i < n; i++ {
-				if want := float32(src[i]) * scale; dst[i] != want {
-					t.Fatalf("asm %v, n %d: dst[%d] = %v, want %v", asm, n, i, dst[i], want)
-				}
+			for i := range dst {
+				dst[i] = 7 // gaps between rows and past the end stay untouched
 			}
-			if dst[n] != 7 {
-				t.Fatalf("asm %v, n %d: wrote past the end", asm, n)
+			kernels.DequantizeRowsS8(dst, c.ldd, src, c.lds, scales, c.sstride, c.rows, c.cols)
+			for i := range dst {
+				row, col := i/max(1, c.ldd), i%max(1, c.ldd)
+				want := float32(7)
+				if row < c.rows && col < c.cols {
+					want = float32(src[row*c.lds+col]) * scales[row*c.sstride]
+				}
+				if dst[i] != want {
+					t.Fatalf("asm %v, %+v: dst[%d] = %v, want %v", asm, c, i, dst[i], want)
+				}
 			}
 		}
 		kernels.SetAsm(prev)

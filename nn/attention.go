@@ -79,10 +79,8 @@ func (c *KVCache) transposeV(rows int) {
 // dequant writes rows [0, n) of head g of codes q (scales s) to dst
 // [n × HeadDim]: the values the simulated quantization would have stored.
 func (c *KVCache) dequant(dst []float32, q []int8, s []float32, g, n int) {
-	hd, w := c.HeadDim, c.KVHeads*c.HeadDim
-	for j := 0; j < n; j++ {
-		kernels.DequantizeS8(dst[j*hd:j*hd+hd], q[j*w+g*hd:j*w+g*hd+hd], s[j*c.KVHeads+g])
-	}
+	hd := c.HeadDim
+	kernels.DequantizeRowsS8(dst, hd, q[g*hd:], c.KVHeads*hd, s[g:], c.KVHeads, n, hd)
 }
 
 // NewKVCache reserves room for capacity positions (it grows if exceeded).
