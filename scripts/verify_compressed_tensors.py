@@ -47,6 +47,23 @@ Nothing here uses llmq code. For each exported folder the script
         norm), with the logits that follow: bar 1e-3 on weight-only paths;
         with activation quantization reported (inside a layer the sums
         still differ in order, so an occasional flip remains);
+      - float64, end to end (llmq's logits from dumplogits --float64, F64):
+        the same transformers model in float64 — weights dequantized in
+        float64 (exact: code x float32 scale), inputs fake-quantized in
+        float64 by the rule above, the bf16-rounded rotary frequencies
+        widened to float64 and llmq's own frequencies (rope_inv_freq)
+        checked equal to them. transformers' Llama keeps three steps in
+        float32 even in a float64 model (RMSNorm casts its input, the
+        rotary cos/sin, eager attention's softmax); those are computed in
+        float64 here (same formulas, see float64_model). Summation noise is
+        then ~1e-16, too small to move a value across an int8 rounding
+        boundary. Exact ties remain: at the first layer x/s is a ratio of
+        bf16 embedding and norm values (RMSNorm's scale cancels) and is
+        exactly k+0.5 for a few values, which any floating-point evaluation
+        misses by a rounding error to either side; so in float64 both sides
+        take x/s within 1e-9 of k+0.5 as that tie and round it to even (the
+        rule's answer in exact arithmetic). The two implementations must
+        then agree: bar 1e-3, with activation quantization on both sides;
  5. if transformers can load the folder through compressed-tensors
     (CompressedTensorsConfig(run_compressed=False)), compares its
     decompressed weights with step 1 (must be 0) and reports its logits (with
@@ -65,6 +82,7 @@ import re
 import struct
 import sys
 import time
+import types
 
 import torch
 
@@ -84,7 +102,7 @@ def load_safetensors(path):
         pass
     # Minimal reader of the documented layout: u64 header length, JSON
     # header, raw little-endian data.
-    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
               "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8}
     dtypes["F8_E4M3"] = getattr(torch, "float8_e4m3fn", torch.uint8)  # raw codes on old torch
     with open(path, "rb") as f:
@@ -182,8 +200,9 @@ def fp8_e4m3_decode(codes):
     return (sign * val).float()
 
 
-def dequantize_manual(t, prefix, sch):
-    """Dequantized weight of module `prefix` (float32)."""
+def dequantize_manual(t, prefix, sch, dtype=torch.float32):
+    """Dequantized weight of module `prefix`, computed in dtype (float32, or
+    float64 where code x scale is exact)."""
     w = sch["weights"]
     bits = w["num_bits"]
     if sch["format"] == "pack-quantized":
@@ -193,7 +212,7 @@ def dequantize_manual(t, prefix, sch):
         raw = t[prefix + ".weight"]
         rows, cols = raw.shape
         q = None if w["type"] == "float" else raw.to(torch.int64)
-    s = t[prefix + ".weight_scale"].float()
+    s = t[prefix + ".weight_scale"].to(dtype)
     if w["strategy"] == "tensor":
         s_full = s.reshape(1, 1).expand(rows, cols)
         gidx = None
@@ -208,8 +227,8 @@ def dequantize_manual(t, prefix, sch):
     if w["type"] == "float":
         raw = t[prefix + ".weight"]
         v = fp8_e4m3_decode(raw.view(torch.uint8) if raw.dtype != torch.uint8 else raw)
-        return v * s_full
-    v = q.float()
+        return v.to(dtype) * s_full
+    v = q.to(dtype)
     if not w["symmetric"]:
         zp = t[prefix + ".weight_zero_point"]
         if sch["format"] == "pack-quantized" and w["strategy"] in ("group", "channel"):
@@ -221,7 +240,7 @@ def dequantize_manual(t, prefix, sch):
             zfull = zp.reshape(rows, 1).expand(rows, cols)
         else:
             zfull = zp[:, gidx]
-        v = v - zfull.float()
+        v = v - zfull.to(dtype)
     return v * s_full
 
 
@@ -257,7 +276,21 @@ def dequantize_library(t, prefix, sch):
 # ---------------------------------------------------------------- activations
 
 
-def fake_quant_input(x, a, input_scale=None, input_zero=None):
+TIE_TOL = 1e-9  # float64 only: x/s this close to k+0.5 is that exact tie
+
+
+def round_half_even(u, snap_ties):
+    """torch.round (ties to even). With snap_ties (float64 runs), a quotient
+    within TIE_TOL of k+0.5 is first set to k+0.5 exactly: it is a tie in
+    exact arithmetic that floating point missed by a rounding error (see
+    float64_model), and the rule rounds it to even."""
+    if snap_ties:
+        f = torch.floor(u)
+        u = torch.where((u - f - 0.5).abs() < TIE_TOL, f + 0.5, u)
+    return torch.round(u)
+
+
+def fake_quant_input(x, a, input_scale=None, input_zero=None, snap_ties=False):
     """What the serving runtime feeds the GEMM instead of x (see the
     module docstring)."""
     if a is None:
@@ -279,7 +312,7 @@ def fake_quant_input(x, a, input_scale=None, input_zero=None):
         qmax = 2 ** (b - 1) - 1
         s = input_scale if input_scale is not None else xs.abs().amax(dim=1, keepdim=True) / qmax
         s = torch.where(s > 0, s, torch.ones_like(s))
-        y = torch.round(xs / s).clamp(-qmax - 1, qmax) * s
+        y = round_half_even(xs / s, snap_ties).clamp(-qmax - 1, qmax) * s
         return y.reshape(shape)
     qmin, qmax = -(2 ** (b - 1)), 2 ** (b - 1) - 1
     if input_scale is not None:
@@ -290,7 +323,7 @@ def fake_quant_input(x, a, input_scale=None, input_zero=None):
         s = (hi - lo) / (qmax - qmin)
         s = torch.where(s > 0, s, torch.ones_like(s))
         z = (qmin - torch.round(lo / s)).clamp(qmin, qmax)
-    y = (torch.round(xs / s) + z).clamp(qmin, qmax)
+    y = (round_half_even(xs / s, snap_ties) + z).clamp(qmin, qmax)
     return ((y - z) * s).reshape(shape)
 
 
@@ -306,7 +339,7 @@ def safetensors_metadata(path):
 ACT = {"on": True}  # whether the input-quantization hooks run
 
 
-def build_model(cfg, state, device, act_schemes, tensors):
+def build_model(cfg, state, device, act_schemes, tensors, dtype=torch.float32):
     import transformers
 
     c = dict(cfg)
@@ -314,7 +347,7 @@ def build_model(cfg, state, device, act_schemes, tensors):
     model_type = c.pop("model_type")
     config = transformers.AutoConfig.for_model(model_type, **c)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager")
-    model = model.float()
+    model = model.to(dtype)
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = getattr(config, "tie_word_embeddings", False)
     missing = [k for k in missing if not (tied and k == "lm_head.weight")]
@@ -323,6 +356,7 @@ def build_model(cfg, state, device, act_schemes, tensors):
     if tied:
         model.tie_weights()
     model.to(device).eval()
+    snap_ties = dtype == torch.float64
     for name, a in act_schemes.items():
         mod = model.get_submodule(name)
         isc = tensors.get(name + ".input_scale")
@@ -333,7 +367,7 @@ def build_model(cfg, state, device, act_schemes, tensors):
         def hook(m, args, a=a, isc=isc, izp=izp):
             if not ACT["on"]:
                 return None
-            return (fake_quant_input(args[0], a, isc, izp),) + tuple(args[1:])
+            return (fake_quant_input(args[0], a, isc, izp, snap_ties),) + tuple(args[1:])
 
         mod.register_forward_pre_hook(hook)
     return model
@@ -401,6 +435,147 @@ def teacher_forced(model, ids, hidden, device):
 
 def rel(a, b):
     return (a - b).abs().max().item() / b.abs().max().item()
+
+
+# ---------------------------------------------------------------- float64
+#
+# transformers' Llama run in float64 still rounds to float32 in three places:
+# RMSNorm casts its input to float32, the rotary embedding computes cos/sin
+# in float32, and eager attention takes the softmax in float32. Each would
+# add ~1e-7 noise, enough to flip int8 roundings of the next quantized
+# input, so float64_model computes those three in float64 with the same
+# formulas (the rest of the model, linears and their input quantization
+# included, is transformers' own, run in float64). Its input quantization
+# also snaps near-ties to exact ties (round_half_even): with bf16 weights,
+# the first layer's x/s = 127 * x_i*w_i / max|x_j*w_j| (the RMSNorm scale
+# cancels) is exactly k+0.5 for a few values, and float64 lands a rounding
+# error to either side of it, differently in every implementation.
+
+CALLS = {"attention": 0}  # float64 attention calls in the last forward
+
+
+def rms_norm_float64(mod, x):
+    """transformers' RMSNorm, w * x / sqrt(mean(x^2) + eps), in x's dtype."""
+    return mod.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + mod.variance_epsilon))
+
+
+def rotary_float64(mod, x, position_ids, *args, **kwargs):
+    """cos/sin of position * inv_freq in float64 (transformers' rotate-half
+    layout: the frequencies repeated over both halves)."""
+    freqs = position_ids[:, :, None].to(torch.float64) * mod.inv_freq.to(torch.float64)[None, None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    scale = getattr(mod, "attention_scaling", 1.0)
+    return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
+
+
+def attention_float64(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Causal softmax attention in the inputs' dtype, keys/values shared by
+    groups of query heads (transformers' repeat_kv order). One unpadded
+    sequence: the causal mask is the only mask, built here."""
+    CALLS["attention"] += 1
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    groups = query.shape[1] // key.shape[1]
+    key = key.repeat_interleave(groups, dim=1)
+    value = value.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    t, s = scores.shape[-2:]
+    causal = torch.ones(t, s, dtype=torch.bool, device=scores.device).tril(s - t)
+    probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+
+def use_float64_attention(model):
+    """Route the eager attention of model's family through
+    attention_float64 for float64 inputs. The attention modules look up
+    eager_attention_forward in their modeling module when called, so
+    replacing it there takes effect; float32 inputs keep the original."""
+    attn = model.model.layers[0].self_attn
+    mod = sys.modules[type(attn).__module__]
+    orig = getattr(mod, "eager_attention_forward", None)
+    if orig is None:
+        raise RuntimeError(f"{mod.__name__} has no eager_attention_forward to replace")
+    if getattr(orig, "_llmq_float64", False):
+        return
+
+    def dispatch(module, query, *args, **kwargs):
+        if query.dtype == torch.float64:
+            return attention_float64(module, query, *args, **kwargs)
+        return orig(module, query, *args, **kwargs)
+
+    dispatch._llmq_float64 = True
+    mod.eager_attention_forward = dispatch
+
+
+def float64_model(cfg, t, qc, mods, consumed, act_schemes, device, rope_dtype):
+    """The transformers model of the export in float64: weights dequantized
+    in float64, the same input-quantization hooks, bf16-rounded rotary
+    frequencies, and the three float32 steps replaced (see above)."""
+    state = {m + ".weight": dequantize_manual(t, m, scheme_for(qc, m), torch.float64) for m in mods}
+    state.update({k: v.double() for k, v in t.items() if k not in consumed})
+    model = build_model(cfg, state, device, act_schemes, t, dtype=torch.float64)
+    set_rope_dtype(model, rope_dtype)
+    norms = rotary = 0
+    for mod in model.modules():
+        if isinstance(getattr(mod, "inv_freq", None), torch.Tensor):
+            mod.forward = types.MethodType(rotary_float64, mod)
+            rotary += 1
+        elif hasattr(mod, "variance_epsilon") and isinstance(getattr(mod, "weight", None), torch.Tensor):
+            mod.forward = types.MethodType(rms_norm_float64, mod)
+            norms += 1
+    want_norms = 2 * model.config.num_hidden_layers + 1
+    if norms != want_norms or rotary == 0:
+        raise RuntimeError(f"found {norms} RMSNorm modules (want {want_norms}) and {rotary} rotary modules")
+    use_float64_attention(model)
+    return model, norms, rotary
+
+
+def logits64_of(model, ids, device):
+    """Logits as lm_head computes them (some versions' CausalLM forward casts
+    logits to float32 afterwards)."""
+    got = {}
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, o: got.__setitem__("logits", o))
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids], device=device))
+    finally:
+        hook.remove()
+    return got["logits"][0].cpu()
+
+
+def check_float64(model, ref, name, act_schemes, f32_ref, device):
+    """Step 4's float64 line; returns whether it passes."""
+    ids = ref["input_ids"].tolist()
+    want = ref["logits"].double()
+    act = bool(act_schemes)
+    ACT["on"] = act
+    CALLS["attention"] = 0
+    try:
+        got = logits64_of(model, ids, device)
+    finally:
+        ACT["on"] = True
+    layers = model.config.num_hidden_layers
+    if got.dtype != torch.float64 or CALLS["attention"] != layers:
+        print(f"4. logits vs llmq float64 ({name}): the torch side did not run in float64 "
+              f"(logits {got.dtype}, {CALLS['attention']} float64 attention calls for {layers} layers) FAIL")
+        return False
+    r = rel(got, want)
+    top1 = (got.argmax(-1) == want.argmax(-1)).double().mean().item()
+    what = "activations quantized on both sides" if act else "weight-only path on both sides"
+    print(f"4. logits vs llmq float64 ({name}; {len(ids)} tokens x {want.shape[1]}; {what}; float64 on both sides): "
+          f"max|d| = {(got - want).abs().max().item():.3g}, max|logit| = {want.abs().max().item():.3g}, "
+          f"relative {r:.3g}, top-1 agreement {top1:.3f} [bar {BAR:g}: {'PASS' if r <= BAR else 'FAIL'}]")
+    mine = [m.inv_freq.double().cpu() for m in model.modules() if isinstance(getattr(m, "inv_freq", None), torch.Tensor)]
+    theirs = ref.get("rope_inv_freq")
+    if theirs is not None and mine:
+        d = max((f - theirs.double()).abs().max().item() for f in mine)
+        print(f"   rotary frequencies: llmq's ({theirs.numel()} values) vs this model's: "
+              + ("identical" if d == 0 else f"max |d| = {d:.3g}"))
+    if f32_ref is not None:
+        r32 = rel(got, f32_ref[1].double())
+        print(f"   (llmq's float32 {f32_ref[0]} logits vs these float64 ones: relative {r32:.3g}; "
+              "float32 rounding settles int8 ties and near-ties its own way)")
+    return r <= BAR
 
 
 # ---------------------------------------------------------------- main
@@ -477,10 +652,23 @@ def main():
     rope_dtype = rope_dtype if rope_dtype in ("bfloat16", "float16") else None
     n_rope = set_rope_dtype(model, rope_dtype)
     print(f"   rotary frequencies in {rope_dtype or 'float32'} ({n_rope} rotary modules)")
-    first = None
+    first, model64 = None, None
     for lf in args.logits:
         ref = load_safetensors(lf)
         path = safetensors_metadata(lf).get("path", "?")
+        if path == "float64":
+            if model64 is None:
+                try:
+                    model64, norms, rotary = float64_model(cfg, t, qc, mods, consumed, act_schemes, args.device, rope_dtype)
+                except Exception as e:
+                    print(f"4. float64 model: could not be built ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}) FAIL")
+                    ok = False
+                    continue
+                print(f"4. float64 model: weights dequantized in float64; {norms} RMSNorm, {rotary} rotary modules and "
+                      "eager attention computed in float64; input quantization with exact ties snapped")
+            ref32 = None if first is None else (os.path.basename(args.logits[0]), first[1])
+            ok &= check_float64(model64, ref, os.path.basename(lf), act_schemes, ref32, args.device)
+            continue
         ids = ref["input_ids"].tolist()
         want = ref["logits"].float()
         act = bool(act_schemes) and path != "weights-only"

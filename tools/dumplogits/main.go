@@ -17,11 +17,28 @@
 // linear layer of the blocks, the input it received and the output it
 // produced in that pass (linear_in.NAME [T, in], linear_out.NAME [T, out]),
 // so that another implementation can be checked layer by layer on exactly
-// llmq's inputs.
+// llmq's inputs. --no-hidden leaves hidden_states out (a smaller file
+// where nothing reads them).
+//
+// --float64 runs the same model through a separate, plain float64 forward
+// pass (f64.go; Llama architecture only) on the quantized weights
+// dequantized exactly and with llmq's activation quantization done in
+// float64, and writes
+//
+//	input_ids      I64 [T]
+//	logits         F64 [T, vocab]
+//	rope_inv_freq  F64 [head_dim/2]  the rotary frequencies it used
+//
+// with metadata path "float64" (no hidden states). In float32, W8A8's
+// dynamic int8 rounding of activations makes two correct implementations
+// differ by ~1e-2 end to end (see f64.go); in float64, with values within
+// 1e-9 of a rounding tie taken as that exact tie, they agree to the noise,
+// so the other side can be barred tightly. The logits stay F64 so
+// that the comparison is not limited by float32 storage.
 //
 // Usage (from the repository root):
 //
-//	go run ./tools/dumplogits --model DIR --out logits.safetensors [--reference | --weights-only] [--record-linears] [--text T | --ids 1,2,3]
+//	go run ./tools/dumplogits --model DIR --out logits.safetensors [--reference | --weights-only | --float64] [--record-linears] [--no-hidden] [--text T | --ids 1,2,3]
 package main
 
 import (
@@ -52,18 +69,25 @@ func main() {
 	ref := flag.Bool("reference", false, "run quantized layers on the dequantize-then-FP32 reference path")
 	weightsOnly := flag.Bool("weights-only", false, "drop activation quantization (reference path)")
 	record := flag.Bool("record-linears", false, "also store every block linear's input and output")
+	f64 := flag.Bool("float64", false, "run a plain float64 forward pass (Llama architecture) and write F64 logits")
+	noHidden := flag.Bool("no-hidden", false, "do not store the hidden states")
 	flag.Parse()
-	if err := run(*modelDir, *out, *text, *idsFlag, *ref, *weightsOnly, *record); err != nil {
+	if err := run(*modelDir, *out, *text, *idsFlag, *ref, *weightsOnly, *record, *f64, *noHidden); err != nil {
 		fmt.Fprintln(os.Stderr, "dumplogits:", err)
 		os.Exit(1)
 	}
 }
 
-func run(modelDir, out, text, idsFlag string, ref, weightsOnly, record bool) error {
+func run(modelDir, out, text, idsFlag string, ref, weightsOnly, record, f64, noHidden bool) error {
 	if modelDir == "" || out == "" {
 		return fmt.Errorf("--model and --out are required")
 	}
-	m, err := modelio.LoadWith(modelDir, modelio.Options{Reference: ref || weightsOnly})
+	if f64 && (weightsOnly || record) {
+		return fmt.Errorf("--float64 does not combine with --weights-only or --record-linears")
+	}
+	// The float64 pass reads quantized layers as quant.QuantLinear, the
+	// reference path's type.
+	m, err := modelio.LoadWith(modelDir, modelio.Options{Reference: ref || weightsOnly || f64})
 	if err != nil {
 		return err
 	}
@@ -95,6 +119,9 @@ func run(modelDir, out, text, idsFlag string, ref, weightsOnly, record bool) err
 		}
 		ids = append(ids, tok.Encode(text)...)
 	}
+	if f64 {
+		return writeFloat64(m, modelDir, out, ids)
+	}
 	var recs []*recorder
 	if record {
 		for l, b := range m.Blocks {
@@ -106,15 +133,13 @@ func run(modelDir, out, text, idsFlag string, ref, weightsOnly, record bool) err
 		}
 	}
 	var hidden []byte
-	logits, err := m.Forward(m.NewState(len(ids)), ids, model.Options{Hidden: func(_ int, h []float32) {
-		hidden = append(hidden, f32Bytes(h)...)
-	}})
+	var opt model.Options
+	if !noHidden {
+		opt.Hidden = func(_ int, h []float32) { hidden = append(hidden, f32Bytes(h)...) }
+	}
+	logits, err := m.Forward(m.NewState(len(ids)), ids, opt)
 	if err != nil {
 		return err
-	}
-	idb := make([]byte, 8*len(ids))
-	for i, id := range ids {
-		binary.LittleEndian.PutUint64(idb[8*i:], uint64(id))
 	}
 	mode := "kernels"
 	switch {
@@ -124,9 +149,11 @@ func run(modelDir, out, text, idsFlag string, ref, weightsOnly, record bool) err
 		mode = "reference"
 	}
 	tensors := []checkpoint.WriteTensor{
-		{Name: "input_ids", DType: checkpoint.I64, Shape: []int{len(ids)}, Data: idb},
+		{Name: "input_ids", DType: checkpoint.I64, Shape: []int{len(ids)}, Data: idBytes(ids)},
 		{Name: "logits", DType: checkpoint.F32, Shape: []int{len(ids), m.Vocab}, Data: f32Bytes(logits)},
-		{Name: "hidden_states", DType: checkpoint.F32, Shape: []int{len(m.Blocks) + 1, len(ids), m.Hidden}, Data: hidden},
+	}
+	if !noHidden {
+		tensors = append(tensors, checkpoint.WriteTensor{Name: "hidden_states", DType: checkpoint.F32, Shape: []int{len(m.Blocks) + 1, len(ids), m.Hidden}, Data: hidden})
 	}
 	for _, r := range recs {
 		tensors = append(tensors,
@@ -134,6 +161,45 @@ func run(modelDir, out, text, idsFlag string, ref, weightsOnly, record bool) err
 			checkpoint.WriteTensor{Name: "linear_out." + r.name, DType: checkpoint.F32, Shape: []int{r.rows, r.Out()}, Data: f32Bytes(r.y)})
 	}
 	return checkpoint.WriteSafetensors(out, tensors, map[string]string{"model": filepath.Base(filepath.Clean(modelDir)), "path": mode})
+}
+
+// writeFloat64 runs the float64 pass (f64.go) on ids and writes its logits.
+func writeFloat64(m *model.Model, modelDir, out string, ids []int) error {
+	// The norm epsilon as the config states it; a llama2.c file has no
+	// config, and its float32 epsilon is widened.
+	var eps float64
+	if cfgPath := filepath.Join(modelDir, "config.json"); fileExists(cfgPath) {
+		var err error
+		if eps, err = configEps(cfgPath); err != nil {
+			return err
+		}
+	}
+	f, err := newF64Model(m, eps)
+	if err != nil {
+		return err
+	}
+	logits, err := f.forward(ids)
+	if err != nil {
+		return err
+	}
+	return checkpoint.WriteSafetensors(out, []checkpoint.WriteTensor{
+		{Name: "input_ids", DType: checkpoint.I64, Shape: []int{len(ids)}, Data: idBytes(ids)},
+		{Name: "logits", DType: checkpoint.F64, Shape: []int{len(ids), m.Vocab}, Data: f64Bytes(logits)},
+		{Name: "rope_inv_freq", DType: checkpoint.F64, Shape: []int{len(f.invFreq)}, Data: f64Bytes(f.invFreq)},
+	}, map[string]string{"model": filepath.Base(filepath.Clean(modelDir)), "path": "float64"})
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+func idBytes(ids []int) []byte {
+	b := make([]byte, 8*len(ids))
+	for i, id := range ids {
+		binary.LittleEndian.PutUint64(b[8*i:], uint64(id))
+	}
+	return b
 }
 
 // recorder is a linear layer that keeps a copy of its (single) call's
