@@ -87,10 +87,11 @@ func (b *Block) Forward(x []float32, T int, cache *nn.KVCache, rope *nn.Rope, s 
 	}
 }
 
+// add computes x += y (the residual connection). Axpy with α = 1 is the
+// same sum bit for bit (the fused multiply-add rounds 1·y + x once), on
+// vectors.
 func add(x, y []float32) {
-	for i := range x {
-		x[i] += y[i]
-	}
+	kernels.Axpy(1, y[:len(x)], x)
 }
 
 func (b *Block) attention(out, in []float32, T int, cache *nn.KVCache, rope *nn.Rope, s *scratch) {
