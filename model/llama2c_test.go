@@ -1,12 +1,11 @@
 package model
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"strconv"
 	"testing"
 
+	"llmq/internal/fixtures"
 	"llmq/internal/shared"
 )
 
@@ -15,17 +14,7 @@ import (
 // BOS, and the first 64 greedy ids.
 func TestLlama2CReference(t *testing.T) {
 	dir := shared.Path(t, "models", "stories260K")
-	raw, err := os.ReadFile(dir + "/reference.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Greedy []int                `json:"greedy_ids_from_bos"`
-		Logits map[string][]float64 `json:"logits"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := fixtures.ReadLlama2C(t, dir)
 	m, err := Load(dir + "/stories260K.bin")
 	if err != nil {
 		t.Fatal(err)

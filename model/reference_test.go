@@ -5,7 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"llmq/checkpoint"
+	"llmq/internal/fixtures"
 	"llmq/internal/shared"
 )
 
@@ -20,27 +20,15 @@ func TestTransformersReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := checkpoint.OpenSafetensors(dir + "/reference.safetensors")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
-			ids, idInfo, err := ref.Int64("input_ids")
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantLogits, _, _ := ref.Float32("logits")
-			wantHidden, hInfo, _ := ref.Float32("hidden_states")
-			B, T := idInfo.Shape[0], idInfo.Shape[1]
-			if hInfo.Shape[0] != m.Layers+1 {
-				t.Fatalf("reference has %d hidden states, model %d layers", hInfo.Shape[0], m.Layers)
+			ref := fixtures.ReadTransformers(t, dir)
+			B, T := len(ref.IDs), len(ref.IDs[0])
+			wantLogits, wantHidden := ref.Logits, ref.Hidden
+			if ref.HiddenStates != m.Layers+1 {
+				t.Fatalf("reference has %d hidden states, model %d layers", ref.HiddenStates, m.Layers)
 			}
 			H, V := m.Hidden, m.Vocab
 			for bi := 0; bi < B; bi++ {
-				tokens := make([]int, T)
-				for i := range tokens {
-					tokens[i] = int(ids[bi*T+i])
-				}
+				tokens := ref.IDs[bi]
 				st := m.NewState(T)
 				hidden := map[int][]float32{}
 				logits, err := m.Forward(st, tokens, Options{Hidden: func(i int, h []float32) {

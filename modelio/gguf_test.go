@@ -12,6 +12,7 @@ import (
 	"llmq/checkpoint"
 	"llmq/eval"
 	"llmq/gguf"
+	"llmq/internal/fixtures"
 	"llmq/internal/shared"
 	"llmq/model"
 	"llmq/nn"
@@ -84,24 +85,7 @@ func tinyLlama(t *testing.T) (*model.Model, string) {
 
 // referenceIDs reads the token ids of a tiny model's reference.safetensors.
 func referenceIDs(t *testing.T, dir string) [][]int {
-	ref, err := checkpoint.OpenSafetensors(filepath.Join(dir, "reference.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	ids, info, err := ref.Int64("input_ids")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]int
-	for b := 0; b < info.Shape[0]; b++ {
-		var s []int
-		for _, id := range ids[b*info.Shape[1] : (b+1)*info.Shape[1]] {
-			s = append(s, int(id))
-		}
-		out = append(out, s)
-	}
-	return out
+	return fixtures.ReadTransformers(t, dir).IDs
 }
 
 func logits(t *testing.T, m *model.Model, seqs [][]int) []float32 {
@@ -317,16 +301,9 @@ func TestGGUFImportLlamaCppLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := checkpoint.OpenSafetensors(filepath.Join(dir, "reference.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	wantLogits, _, err := ref.Float32("logits")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := logits(t, m, referenceIDs(t, dir))
+	ref := fixtures.ReadTransformers(t, dir)
+	got := logits(t, m, ref.IDs)
+	wantLogits := ref.Logits
 	if r := maxRelDiff(got, wantLogits); r > 1e-4 {
 		t.Errorf("logits differ from transformers' by %.3g (max rel), want ≤ 1e-4", r)
 	}

@@ -1,15 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
-	"llmq/checkpoint"
+	"llmq/internal/fixtures"
 	"llmq/internal/shared"
 	"llmq/model"
 	"llmq/modelio"
@@ -109,27 +107,15 @@ func TestFloat64Forward(t *testing.T) {
 // transformersRef reads a tiny fixture's reference.safetensors: logits HF
 // transformers computed in float64 (stored as float32) for every position.
 func transformersRef(t *testing.T, dir string, _ *model.Model) []refSeq {
-	ref, err := checkpoint.OpenSafetensors(filepath.Join(dir, "reference.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	ids, info, err := ref.Int64("input_ids")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logits, linfo, err := ref.Float32("logits")
-	if err != nil {
-		t.Fatal(err)
-	}
-	B, T, V := info.Shape[0], info.Shape[1], linfo.Shape[2]
+	ref := fixtures.ReadTransformers(t, dir)
+	V := ref.Vocab
 	var out []refSeq
-	for b := 0; b < B; b++ {
-		s := refSeq{}
+	for b, ids := range ref.IDs {
+		s := refSeq{ids: ids}
+		T := len(ids)
 		for p := 0; p < T; p++ {
-			s.ids = append(s.ids, int(ids[b*T+p]))
 			s.positions = append(s.positions, p)
-			s.logits = append(s.logits, widen(logits[(b*T+p)*V:(b*T+p+1)*V]))
+			s.logits = append(s.logits, widen(ref.Logits[(b*T+p)*V:(b*T+p+1)*V]))
 		}
 		out = append(out, s)
 	}
@@ -138,17 +124,7 @@ func transformersRef(t *testing.T, dir string, _ *model.Model) []refSeq {
 
 // llama2cRef reads run.c's logits at a few positions of its greedy path.
 func llama2cRef(t *testing.T, bin string, _ *model.Model) []refSeq {
-	raw, err := os.ReadFile(filepath.Join(filepath.Dir(bin), "reference.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Greedy []int                `json:"greedy_ids_from_bos"`
-		Logits map[string][]float64 `json:"logits"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := fixtures.ReadLlama2C(t, filepath.Dir(bin))
 	s := refSeq{ids: ref.Greedy[:64]}
 	for key, l := range ref.Logits {
 		p, err := strconv.Atoi(key)
