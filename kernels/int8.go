@@ -282,17 +282,30 @@ func packAS8Offset(dst, a []byte, lda, rows, k int) {
 	k4 := (k + 3) / 4
 	kf := k / 4
 	dst = dst[:k4*rows*4]
-	// Sequential writes: step q of all rows, then the next step. The
-	// bounds are checked once here; the loop moves whole dwords.
+	// Row by row: sequential reads, four steps (two 8-byte loads) at a
+	// time, each dword stored rows·4 bytes after the previous one. The
+	// bounds are checked once here.
 	if kf > 0 {
 		_ = a[(rows-1)*lda+4*kf-1]
 		_ = dst[kf*rows*4-1]
 		d := unsafe.Pointer(unsafe.SliceData(dst))
 		src := unsafe.Pointer(unsafe.SliceData(a))
-		for q := 0; q < kf; q++ {
-			dq, sq := unsafe.Add(d, q*rows*4), unsafe.Add(src, 4*q)
-			for r := 0; r < rows; r++ {
-				*(*uint32)(unsafe.Add(dq, 4*r)) = *(*uint32)(unsafe.Add(sq, r*lda)) ^ 0x80808080
+		stride := uintptr(rows * 4)
+		for r := 0; r < rows; r++ {
+			sp, dp := unsafe.Add(src, r*lda), unsafe.Add(d, 4*r)
+			q := 0
+			for ; q+4 <= kf; q += 4 {
+				v := *(*uint64)(unsafe.Add(sp, 4*q)) ^ 0x8080808080808080
+				w := *(*uint64)(unsafe.Add(sp, 4*q+8)) ^ 0x8080808080808080
+				*(*uint32)(dp) = uint32(v)
+				*(*uint32)(unsafe.Add(dp, stride)) = uint32(v >> 32)
+				*(*uint32)(unsafe.Add(dp, 2*stride)) = uint32(w)
+				*(*uint32)(unsafe.Add(dp, 3*stride)) = uint32(w >> 32)
+				dp = unsafe.Add(dp, 4*stride)
+			}
+			for ; q < kf; q++ {
+				*(*uint32)(dp) = *(*uint32)(unsafe.Add(sp, 4*q)) ^ 0x80808080
+				dp = unsafe.Add(dp, stride)
 			}
 		}
 	}

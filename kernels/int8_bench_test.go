@@ -279,3 +279,23 @@ func BenchmarkGEMVCold(b *testing.B) {
 		report(b, bytes4)
 	})
 }
+
+// BenchmarkPrepareActsS8 measures quantizing and packing one linear's input
+// for the INT8 GEMM (W8A8 prefill at wiki-llama-25m's widths): GB/s counts
+// the float32 input read.
+func BenchmarkPrepareActsS8(b *testing.B) {
+	r := rand.New(rand.NewSource(3))
+	for _, sh := range [][2]int{{512, 384}, {512, 1024}} {
+		rows, cols := sh[0], sh[1]
+		x := make([]float32, rows*cols)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		b.Run(fmt.Sprintf("%dx%d", rows, cols), func(b *testing.B) {
+			for b.Loop() {
+				kernels.PrepareActsS8(x, rows, cols).Release()
+			}
+			b.ReportMetric(float64(rows*cols*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
