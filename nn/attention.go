@@ -188,7 +188,9 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 	// Tasks are (KV head, row block) pairs; the query heads sharing the KV
 	// head run inside, so an INT8 cache is dequantized once per task.
 	kernels.ParallelFor(a.KVHeads*nb, func(lo, hi int) {
-		need := min(rows, attnRowBlock) * L
+		rb := min(rows, attnRowBlock)
+		// scores [group·rb × L], stacked queries and outputs [group·rb × hd] each
+		need := group*rb*L + 2*group*rb*hd
 		if cache.int8 {
 			need += 2 * L * hd
 		}
@@ -202,31 +204,44 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 			t0 := blk * attnRowBlock
 			t1 := min(rows, t0+attnRowBlock)
 			n := t1 - t0
+			m := group * n  // rows of both products: (query head, row) pairs, head-major
 			lb := pos0 + t1 // keys visible to the block's last row
-			s := (*bp)[:n*lb]
+			buf := *bp
+			s, buf := buf[:m*lb], buf[m*lb:]
+			qs, buf := buf[:m*hd], buf[m*hd:]
+			os, buf := buf[:m*hd], buf[m*hd:]
 			var keys, vals []float32
 			ld := kw
 			if !cache.int8 {
 				keys, vals = cache.K[g*hd:], cache.V[g*hd:]
 			} else {
-				keys = (*bp)[n*lb : n*lb+lb*hd]
-				vals = (*bp)[n*lb+lb*hd : n*lb+2*lb*hd]
+				keys, vals = buf[:lb*hd], buf[lb*hd:2*lb*hd]
 				cache.dequant(keys, cache.Kq, cache.Ks, g, lb)
 				cache.dequant(vals, cache.Vq, cache.Vs, g, lb)
 				ld = hd
 			}
-			for h := g * group; h < (g+1)*group; h++ {
-				// S = Q_h[t0:t1] · K_g[:lb]ᵀ  [n × lb]
-				kernels.Sgemm(true, n, lb, hd, q[t0*qw+h*hd:], qw, keys, ld, s, lb, false)
-				for t := t0; t < t1; t++ {
-					row := s[(t-t0)*lb : (t-t0+1)*lb]
-					softmaxCausal(row, pos0+t+1, a.Scale)
-					if a.QuantP != nil {
-						a.QuantP(row[:pos0+t+1])
-					}
+			// The group's query heads share K_g and V_g: one product each
+			// instead of one per head, so the keys and values are packed
+			// once per task.
+			for r := 0; r < m; r++ {
+				h, t := g*group+r/n, t0+r%n
+				copy(qs[r*hd:(r+1)*hd], q[t*qw+h*hd:t*qw+h*hd+hd])
+			}
+			// S = Q · K_g[:lb]ᵀ  [m × lb]
+			kernels.Sgemm(true, m, lb, hd, qs, hd, keys, ld, s, lb, false)
+			for r := 0; r < m; r++ {
+				row := s[r*lb : (r+1)*lb]
+				vis := pos0 + t0 + r%n + 1
+				softmaxCausal(row, vis, a.Scale)
+				if a.QuantP != nil {
+					a.QuantP(row[:vis])
 				}
-				// O_h[t0:t1] = P · V_g[:lb]  [n × hd], into the head's columns of out
-				kernels.Sgemm(false, n, hd, lb, s, lb, vals, ld, out[t0*qw+h*hd:], qw, false)
+			}
+			// O = P · V_g[:lb]  [m × hd], then into each head's columns of out
+			kernels.Sgemm(false, m, hd, lb, s, lb, vals, ld, os, hd, false)
+			for r := 0; r < m; r++ {
+				h, t := g*group+r/n, t0+r%n
+				copy(out[t*qw+h*hd:t*qw+h*hd+hd], os[r*hd:(r+1)*hd])
 			}
 		}
 		scorePool.Put(bp)
