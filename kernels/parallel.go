@@ -11,10 +11,27 @@ import (
 // (fewer when n is small). The calling goroutine runs the first chunk.
 // ParallelFor returns when every chunk has finished. n ≤ 0 is a no-op.
 func ParallelFor(n int, f func(lo, hi int)) {
+	parallelChunks(n, runtime.GOMAXPROCS(0), f)
+}
+
+// ParallelForFlops is ParallelFor for a job of about flops floating-point
+// (or integer) operations in all: it uses no more goroutines than the work
+// pays for (about one per MFLOP, workersFor), so a small job — one decode
+// step's attention, say — runs on the calling goroutine instead of paying
+// for hand-offs that cost more than the work.
+func ParallelForFlops(n int, flops float64, f func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
-	w := runtime.GOMAXPROCS(0)
+	parallelChunks(n, workersFor(flops, n), f)
+}
+
+// parallelChunks runs f over [0, n) in w nearly equal contiguous chunks
+// (at most n), the caller taking the first.
+func parallelChunks(n, w int, f func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
 	if w > n {
 		w = n
 	}

@@ -187,7 +187,7 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 	nb := (rows + attnRowBlock - 1) / attnRowBlock
 	// Tasks are (KV head, row block) pairs; the query heads sharing the KV
 	// head run inside, so an INT8 cache is dequantized once per task.
-	kernels.ParallelFor(a.KVHeads*nb, func(lo, hi int) {
+	kernels.ParallelForFlops(a.KVHeads*nb, a.flops(rows, cache.Len), func(lo, hi int) {
 		rb := min(rows, attnRowBlock)
 		// scores [group·rb × L], stacked queries and outputs [group·rb × hd] each
 		need := group*rb*L + 2*group*rb*hd
@@ -246,6 +246,13 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 		}
 		scorePool.Put(bp)
 	})
+}
+
+// flops is about the work of one Forward over rows new queries with L
+// positions in the cache: Q·Kᵀ and P·V, 2·HeadDim operations per query
+// head, row and visible key each, the causal triangle counted as a square.
+func (a *Attention) flops(rows, L int) float64 {
+	return 4 * float64(a.Heads) * float64(a.HeadDim) * float64(rows) * float64(L)
 }
 
 // attnRowBlock is the number of query rows per causal block.

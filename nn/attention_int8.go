@@ -78,7 +78,7 @@ func (a *Attention) forwardInt8(out, q []float32, rows int, cache *KVCache) {
 	qscale := grow(qb.ps, rows*a.Heads)
 	kernels.QuantizeRowsS8(qc, qscale, q[:rows*qw], rows*a.Heads, a.HeadDim)
 	nb := (rows + attnRowBlock - 1) / attnRowBlock
-	kernels.ParallelFor(a.KVHeads*nb, func(lo, hi int) {
+	kernels.ParallelForFlops(a.KVHeads*nb, a.flops(rows, cache.Len), func(lo, hi int) {
 		sc := int8ScratchPool.Get().(*int8Scratch)
 		for task := lo; task < hi; task++ {
 			g, blk := task/nb, task%nb
