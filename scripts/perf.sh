@@ -37,7 +37,7 @@ for r in smoothquant-o2 smoothquant-o3 smoothquant-o3-bmm; do
 done
 echo "### smoothquant-o3-bmm vs smoothquant-o3"
 "$TMP/llmq" bench --model "$TMP/smoothquant-o3-bmm" --base "$TMP/smoothquant-o3" --reps 9 2>/dev/null
-go test ./nn -run - -bench Attention -benchtime 300x -count 3
+go test ./nn -run - -bench Attention -benchtime 500x -count 3
 
 echo "## synthetic layer scaling"
 go test ./quant/methods -run - -bench SyntheticLayer -benchtime 10x
