@@ -1014,29 +1014,24 @@ func quantS8(x, s float32) byte {
 }
 
 func quantizeRowS8(asm bool, q []byte, x []float32) float32 {
-	am, inf := absMaxS8(asm, x)
-	s := s8Scale(am)
-	quantizeWithScaleS8(asm && !inf, q, x, s)
+	s := s8Scale(absMaxS8(asm, x))
+	quantizeWithScaleS8(asm, q, x, s)
 	return s
 }
 
-// absMaxS8 returns the largest |x_i| over the finite elements and whether
-// x holds an infinity (the assembly quantizer is then not used: it is
-// exact for finite values only).
-func absMaxS8(asm bool, x []float32) (am float32, inf bool) {
+// absMaxS8 returns the largest |x_i| over the finite elements.
+func absMaxS8(asm bool, x []float32) float32 {
 	if asm && len(x) >= 8 {
-		am = s8AbsMax(len(x), &x[0]) // NaN skipped, ±Inf included
-	} else {
-		am = absMaxFinite(x)
+		if am := s8AbsMax(len(x), &x[0]); !math.IsInf(float64(am), 0) { // NaN skipped, ±Inf included
+			return am
+		}
 	}
-	if math.IsInf(float64(am), 0) {
-		return absMaxFinite(x), true
-	}
-	return am, false
+	return absMaxFinite(x)
 }
 
 // quantizeWithScaleS8 writes the codes of x on the symmetric int8 grid of
-// scale s to q (quantS8 element by element).
+// scale s to q (quantS8 element by element; the assembly saturates ±Inf
+// and values beyond the grid like quantS8).
 func quantizeWithScaleS8(asm bool, q []byte, x []float32, s float32) {
 	n := len(x)
 	i := 0

@@ -40,10 +40,8 @@ func PrepareActsS8(x []float32, m, k int) *ActsS8 {
 func PrepareActsS8PerTensor(x []float32, m, k int, scale float32) *ActsS8 {
 	a := newActsS8("PrepareActsS8PerTensor", x, m, k)
 	asm := asmOn.Load()
-	am, inf := absMaxS8(asm, x[:m*k])
-	asm = asm && !inf
 	if scale == 0 {
-		scale = s8Scale(am)
+		scale = s8Scale(absMaxS8(asm, x[:m*k]))
 	}
 	for r := range a.scale {
 		a.scale[r] = scale
