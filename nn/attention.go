@@ -224,14 +224,15 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 			// instead of one per head, so the keys and values are packed
 			// once per task.
 			for r := 0; r < m; r++ {
-				h, t := g*group+r/n, t0+r%n
+				h, t := stackedRow(g, group, t0, n, r)
 				copy(qs[r*hd:(r+1)*hd], q[t*qw+h*hd:t*qw+h*hd+hd])
 			}
 			// S = Q · K_g[:lb]ᵀ  [m × lb]
 			kernels.Sgemm(true, m, lb, hd, qs, hd, keys, ld, s, lb, false)
 			for r := 0; r < m; r++ {
 				row := s[r*lb : (r+1)*lb]
-				vis := pos0 + t0 + r%n + 1
+				_, t := stackedRow(g, group, t0, n, r)
+				vis := pos0 + t + 1 // keys visible to query row t
 				softmaxCausal(row, vis, a.Scale)
 				if a.QuantP != nil {
 					a.QuantP(row[:vis])
@@ -240,12 +241,19 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 			// O = P · V_g[:lb]  [m × hd], then into each head's columns of out
 			kernels.Sgemm(false, m, hd, lb, s, lb, vals, ld, os, hd, false)
 			for r := 0; r < m; r++ {
-				h, t := g*group+r/n, t0+r%n
+				h, t := stackedRow(g, group, t0, n, r)
 				copy(out[t*qw+h*hd:t*qw+h*hd+hd], os[r*hd:(r+1)*hd])
 			}
 		}
 		scorePool.Put(bp)
 	})
+}
+
+// stackedRow is the query head and row of row r of a task's stacked
+// products: the group's query heads sharing KV head g, each with the n
+// query rows from t0, head-major.
+func stackedRow(g, group, t0, n, r int) (h, t int) {
+	return g*group + r/n, t0 + r%n
 }
 
 // flops is about the work of one Forward over rows new queries with L

@@ -57,6 +57,9 @@ type int8Scratch struct {
 	pc  []int8    // p̃c [group·n × lb]
 	ps  []float32 // s̃ per row [group·n]
 	acc []int32   // P̃c·V [group·n × hd]
+
+	callQC []int8    // forwardInt8's codes of all the call's queries [rows × Heads·hd]
+	callQS []float32 // and their scales [rows × Heads]
 }
 
 var int8ScratchPool = sync.Pool{New: func() any { return new(int8Scratch) }}
@@ -74,8 +77,8 @@ func grow[T any](x []T, n int) []T {
 func (a *Attention) forwardInt8(out, q []float32, rows int, cache *KVCache) {
 	qw := a.Heads * a.HeadDim
 	qb := int8ScratchPool.Get().(*int8Scratch)
-	qc := grow(qb.pc, rows*qw) // all query codes, in a borrowed buffer
-	qscale := grow(qb.ps, rows*a.Heads)
+	qb.callQC, qb.callQS = grow(qb.callQC, rows*qw), grow(qb.callQS, rows*a.Heads)
+	qc, qscale := qb.callQC, qb.callQS
 	kernels.QuantizeRowsS8(qc, qscale, q[:rows*qw], rows*a.Heads, a.HeadDim)
 	nb := (rows + attnRowBlock - 1) / attnRowBlock
 	kernels.ParallelForFlops(a.KVHeads*nb, a.flops(rows, cache.Len), func(lo, hi int) {
@@ -87,7 +90,6 @@ func (a *Attention) forwardInt8(out, q []float32, rows int, cache *KVCache) {
 		}
 		int8ScratchPool.Put(sc)
 	})
-	qb.pc, qb.ps = qc, qscale
 	int8ScratchPool.Put(qb)
 }
 
@@ -104,13 +106,10 @@ func (a *Attention) int8Task(sc *int8Scratch, out []float32, qc []int8, qscale [
 	sc.ks, sc.vs = grow(sc.ks, lb), grow(sc.vs, lb)
 	sc.s, sc.pc, sc.ps = grow(sc.s, m*lb), grow(sc.pc, m*lb), grow(sc.ps, m)
 	sc.acc = grow(sc.acc, m*hd)
-	for hh := 0; hh < group; hh++ {
-		h := g*group + hh
-		for i := 0; i < n; i++ {
-			r := hh*n + i
-			copy(sc.qc[r*hd:(r+1)*hd], qc[(t0+i)*qw+h*hd:(t0+i)*qw+h*hd+hd])
-			sc.qs[r] = qscale[(t0+i)*a.Heads+h]
-		}
+	for r := 0; r < m; r++ {
+		h, t := stackedRow(g, group, t0, n, r)
+		copy(sc.qc[r*hd:(r+1)*hd], qc[t*qw+h*hd:t*qw+h*hd+hd])
+		sc.qs[r] = qscale[t*a.Heads+h]
 	}
 	for j := 0; j < lb; j++ {
 		sc.ks[j] = cache.Ks[j*a.KVHeads+g]
@@ -119,7 +118,8 @@ func (a *Attention) int8Task(sc *int8Scratch, out []float32, qc []int8, qscale [
 	// S = s_q·s_k · (Qc · Kc_g[:lb]ᵀ)  [m × lb]
 	kernels.GemmS8Scaled(m, lb, hd, sc.qc, hd, sc.qs, cache.Kq[g*hd:], kw, sc.ks, nil, sc.s, lb)
 	for r := 0; r < m; r++ {
-		vis := pos0 + t0 + r%n + 1
+		_, t := stackedRow(g, group, t0, n, r)
+		vis := pos0 + t + 1 // keys visible to query row t
 		sc.ps[r] = softmaxFold(sc.pc[r*lb:(r+1)*lb], sc.s[r*lb:(r+1)*lb], vis, a.Scale, sc.vs)
 	}
 	// O = s̃ · (P̃c · V_g[:lb])  [m × hd], V_g as the rows of VT
@@ -128,8 +128,8 @@ func (a *Attention) int8Task(sc *int8Scratch, out []float32, qc []int8, qscale [
 		k := min(int8AttnChunk, lb-j0)
 		kernels.GemmS8(m, hd, k, sc.pc[j0:], lb, vt[j0:], cache.capT, sc.acc, hd)
 		for r := 0; r < m; r++ {
-			h, i := g*group+r/n, r%n
-			o := out[(t0+i)*qw+h*hd : (t0+i)*qw+h*hd+hd]
+			h, t := stackedRow(g, group, t0, n, r)
+			o := out[t*qw+h*hd : t*qw+h*hd+hd]
 			s := sc.ps[r]
 			for d, v := range sc.acc[r*hd : (r+1)*hd] {
 				if j0 == 0 {
