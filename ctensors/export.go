@@ -284,13 +284,8 @@ func convert(name string, ql *quant.QuantLinear) (converted, error) {
 
 // weightArgs maps a weight spec onto QuantizationArgs.
 func weightArgs(s quant.Spec) (Args, error) {
-	a := Args{NumBits: s.Bits, Symmetric: s.Symmetric}
-	switch s.Format {
-	case quant.FormatInt:
-		a.Type = typeInt
-	case quant.FormatFP8E4M3:
-		a.Type = typeFloat
-	default:
+	a := Args{NumBits: s.Bits, Symmetric: s.Symmetric, Type: argType(s)}
+	if a.Type == "" {
 		return a, fmt.Errorf("%v weights have no compressed-tensors form (its float weights are FP8 E4M3, and its FP4 layouts NVFP4/MXFP4 use FP8 or power-of-two scales on groups of 16 or 32)", s)
 	}
 	switch s.Granularity {
@@ -306,6 +301,18 @@ func weightArgs(s quant.Spec) (Args, error) {
 	return a, nil
 }
 
+// argType is the compressed-tensors type of a grid: "int" for integers,
+// "float" for FP8 E4M3 (its one float type); "" for the others.
+func argType(s quant.Spec) string {
+	switch s.Format {
+	case quant.FormatInt:
+		return typeInt
+	case quant.FormatFP8E4M3:
+		return typeFloat
+	}
+	return ""
+}
+
 // inputArgs maps activation quantization onto QuantizationArgs. Dynamic
 // scales are computed by the serving runtime, as absmax/(2^(b−1)−1) for
 // symmetric integers (vLLM's per-token int8 kernels), absmax/448 for FP8 and
@@ -313,13 +320,8 @@ func weightArgs(s quant.Spec) (Args, error) {
 // grids; options that change that rule cannot be carried by the config.
 func inputArgs(a *quant.ActQuant) (Args, error) {
 	s := a.Spec
-	out := Args{NumBits: s.Bits, Symmetric: s.Symmetric, Dynamic: !a.Static}
-	switch s.Format {
-	case quant.FormatInt:
-		out.Type = typeInt
-	case quant.FormatFP8E4M3:
-		out.Type = typeFloat
-	default:
+	out := Args{NumBits: s.Bits, Symmetric: s.Symmetric, Dynamic: !a.Static, Type: argType(s)}
+	if out.Type == "" {
 		return out, fmt.Errorf("%v activations have no compressed-tensors form", s)
 	}
 	if !a.Static && (s.FullRange || s.Scale != quant.ScaleAny || s.HalfScales) {
