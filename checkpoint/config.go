@@ -122,6 +122,19 @@ func (c *Config) BoolOr(def bool, names ...string) (bool, error) {
 	return b, nil
 }
 
+// Decode unmarshals field name into v, reporting whether it was present
+// (and not null).
+func (c *Config) Decode(name string, v any) (bool, error) {
+	raw, ok := c.fields[name]
+	if !ok || string(raw) == "null" {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("%s: field %q: %v", c.Path, name, err)
+	}
+	return true, nil
+}
+
 // String reads a required string.
 func (c *Config) String(names ...string) (string, error) {
 	n, v, ok := c.lookup(names)

@@ -13,7 +13,9 @@ import (
 // transpose of nn.Linear — and the query, key and value projections are one
 // fused c_attn of width 3·hidden; we transpose on load and split c_attn into
 // three linears so the block looks like every other family's.
-func init() { register(loadGPT2, "gpt2") }
+func init() {
+	register(&Family{ModelTypes: []string{"gpt2"}, Load: loadGPT2, Names: gpt2Names})
+}
 
 func loadGPT2(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 	var h Hyper
@@ -117,4 +119,15 @@ func splitRows(l nn.Linear, sizes ...int) []nn.Linear {
 		r += n
 	}
 	return out
+}
+
+// gpt2Names name the parts for recipes; the Conv1D layout is not written
+// back (Writable false).
+var gpt2Names = Names{
+	Embed: "transformer.wte.weight", Pos: "transformer.wpe.weight", Norm: "transformer.ln_f", Head: "lm_head",
+	Parts: map[string]string{
+		"norm1": "ln_1", "norm2": "ln_2",
+		"q": "attn.c_attn.q", "k": "attn.c_attn.k", "v": "attn.c_attn.v", "o": "attn.c_proj",
+		"up": "mlp.c_fc", "down": "mlp.c_proj",
+	},
 }

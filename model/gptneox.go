@@ -13,7 +13,9 @@ import (
 // MLP and an untied head (embed_out). The fused query_key_value projection
 // interleaves per head — its output is [heads × (q, k, v) × head_dim] — so
 // splitting it means gathering each head's rows.
-func init() { register(loadGPTNeoX, "gpt_neox") }
+func init() {
+	register(&Family{ModelTypes: []string{"gpt_neox"}, Load: loadGPTNeoX, Names: neoxNames})
+}
 
 func loadGPTNeoX(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 	var h Hyper
@@ -81,6 +83,7 @@ func loadGPTNeoX(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 			Act:              act,
 			Attn:             h.attention(),
 			ParallelResidual: parallel,
+			Rope:             m.Rope,
 		})
 	}
 	m.Norm = b.layerNorm("gpt_neox.final_layer_norm", H, eps)
@@ -113,4 +116,15 @@ func splitHeadsQKV(l nn.Linear, heads, dim int) (q, k, v nn.Linear) {
 		parts[j] = nn.NewDense(w, bias, heads*dim, in)
 	}
 	return parts[0], parts[1], parts[2]
+}
+
+// neoxNames name the parts for recipes; the fused per-head qkv is not
+// written back (Writable false).
+var neoxNames = Names{
+	Embed: "gpt_neox.embed_in.weight", Norm: "gpt_neox.final_layer_norm", Head: "embed_out",
+	Parts: map[string]string{
+		"norm1": "input_layernorm", "norm2": "post_attention_layernorm",
+		"q": "attention.query_key_value.q", "k": "attention.query_key_value.k", "v": "attention.query_key_value.v",
+		"o": "attention.dense", "up": "mlp.dense_h_to_4h", "down": "mlp.dense_4h_to_h",
+	},
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 
+	"llmq/kernels"
 	"llmq/nn"
 )
 
@@ -29,10 +30,13 @@ func (m *Model) embed(x []float32, tokens []int, pos0 int) error {
 			return fmt.Errorf("token id %d out of range [0, %d)", id, m.Vocab)
 		}
 		xr := x[t*H : (t+1)*H]
-		if m.Embed == nil && m.EmbedRows != nil {
+		if m.EmbedFromHead() {
 			m.EmbedRows.Row(xr, id)
 		} else {
 			copy(xr, m.Embed[id*H:(id+1)*H])
+		}
+		if m.EmbedScale != 0 {
+			kernels.Scale(xr, m.EmbedScale)
 		}
 		if m.Pos != nil {
 			p := pos0 + t + m.PosOffset
@@ -61,7 +65,7 @@ func (r *BlockRunner) Run(l int, x []float32, T int) {
 	m := r.m
 	r.s.ensure(m, T)
 	cache := nn.NewKVCache(m.KVHeads, m.HeadDim, T)
-	m.Blocks[l].Forward(x, T, cache, m.Rope, &r.s)
+	m.Blocks[l].Forward(x, T, cache, &r.s)
 }
 
 // Logits applies the final norm and the head to hidden states h [T × Hidden].
@@ -73,19 +77,32 @@ func (m *Model) Logits(h []float32, T int) []float32 {
 	}
 	logits := make([]float32, T*m.Vocab)
 	m.Head.Forward(logits, x, T)
+	m.capLogits(logits)
 	return logits
 }
 
 // InputGroups lists the roles of a block's linears that read the same
 // input, in execution order: q/k/v read the first norm's output, gate/up
 // the second's. Methods that scale or quantize by input statistics
-// (SmoothQuant, AWQ, GPTQ) work group by group.
+// (SmoothQuant, AWQ, GPTQ) work group by group. In a mixture of experts
+// the router and every expert's gate and up read the second norm's output
+// (each expert sees all tokens when MoE.AllExperts is set, as calibration
+// does), and each expert's down its own input.
 func (b *Block) InputGroups() [][]string {
-	mlp := []string{"up"}
-	if b.Gate != nil {
-		mlp = []string{"gate", "up"}
+	groups := [][]string{{"q", "k", "v"}, {"o"}}
+	switch {
+	case b.MoE != nil:
+		in := []string{"router"}
+		var downs [][]string
+		for i := range b.MoE.Experts {
+			in = append(in, ExpertRole(i, "gate"), ExpertRole(i, "up"))
+			downs = append(downs, []string{ExpertRole(i, "down")})
+		}
+		return append(append(groups, in), downs...)
+	case b.Gate != nil:
+		return append(groups, []string{"gate", "up"}, []string{"down"})
 	}
-	return [][]string{{"q", "k", "v"}, {"o"}, mlp, {"down"}}
+	return append(groups, []string{"up"}, []string{"down"})
 }
 
 // Linear returns the slot of the linear with a role ("q", …, "down").
@@ -98,61 +115,79 @@ func (b *Block) Linear(role string) *nn.Linear {
 	return nil
 }
 
-// linearSuffix names each role's module inside a block (linears and the
-// two norms), per family, the way the checkpoint does. Roles split out of fused projections are named
-// after the fused module with the part appended.
-var linearSuffix = map[string]map[string]string{
-	"llama": {"norm1": "input_layernorm", "norm2": "post_attention_layernorm", "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
-		"gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"},
-	"opt": {"norm1": "self_attn_layer_norm", "norm2": "final_layer_norm", "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.out_proj",
-		"up": "fc1", "down": "fc2"},
-	"gpt2": {"norm1": "ln_1", "norm2": "ln_2", "q": "attn.c_attn.q", "k": "attn.c_attn.k", "v": "attn.c_attn.v", "o": "attn.c_proj",
-		"up": "mlp.c_fc", "down": "mlp.c_proj"},
-	"gpt_neox": {"norm1": "input_layernorm", "norm2": "post_attention_layernorm", "q": "attention.query_key_value.q", "k": "attention.query_key_value.k", "v": "attention.query_key_value.v",
-		"o": "attention.dense", "up": "mlp.dense_h_to_4h", "down": "mlp.dense_4h_to_h"},
+// Names is how a family's checkpoints name a model's tensors and modules.
+type Names struct {
+	// Embed and Pos are tensors, Norm and Head modules (".weight" and
+	// ".bias" follow), outside the blocks.
+	Embed, Pos, Norm, Head string
+	// Parts maps a block role ("norm1", "q", "q_norm", …) to its module
+	// inside the block ("input_layernorm", "self_attn.q_proj", …). Roles
+	// split out of a fused projection are named after the fused module
+	// with the part appended ("attn.c_attn.q").
+	Parts map[string]string
+	// Experts is the module of expert i inside a block, a format with one
+	// %d ("block_sparse_moe.experts.%d"), and ExpertParts the module of
+	// each expert part ("gate" → "w1").
+	Experts     string
+	ExpertParts map[string]string
+	// Writable: every tensor of a Model can be written back under these
+	// names. Families whose checkpoints fuse or transpose block weights
+	// (GPT-2's Conv1D, GPT-NeoX's per-head qkv) are not.
+	Writable bool
 }
 
-// LinearName is the module name of a block's linear or norm ("norm1",
-// "norm2"), e.g. "model.layers.3.self_attn.q_proj" — what recipes' targets
-// and ignore lists match against.
-func (m *Model) LinearName(l int, role string) string {
-	arch := m.Arch
-	switch arch {
-	case "mistral", "qwen2", "llama2c":
-		arch = "llama"
+// part returns the module name of a block role, or "" if unknown.
+func (n *Names) part(role string) string {
+	if s, ok := n.Parts[role]; ok {
+		return s
 	}
-	if s, ok := linearSuffix[arch][role]; ok {
-		return m.Blocks[l].Name + "." + s
+	if i, p, ok := ParseExpertRole(role); ok && n.Experts != "" {
+		if s, ok := n.ExpertParts[p]; ok {
+			return fmt.Sprintf(n.Experts, i) + "." + s
+		}
+	}
+	return ""
+}
+
+// LinearName is the module name of a block part (a linear or a norm),
+// e.g. "model.layers.3.self_attn.q_proj" — what recipes' targets and
+// ignore lists match against and what saving writes.
+func (m *Model) LinearName(l int, role string) string {
+	if m.names != nil {
+		if s := m.names.part(role); s != "" {
+			return m.Blocks[l].Name + "." + s
+		}
 	}
 	return m.Blocks[l].Name + "." + role
 }
 
 // OuterNames are the checkpoint names of a family's tensors outside the
-// blocks. Families whose checkpoints store blocks in another layout
-// (GPT-2's transposed Conv1D, GPT-NeoX's fused per-head qkv) have none:
-// writers cannot reproduce their files from a Model.
+// blocks.
 type OuterNames struct {
 	Embed, Pos, Norm, Head string // Norm is the final norm's module name
-}
-
-var outerNames = map[string]OuterNames{
-	"llama": {Embed: "model.embed_tokens.weight", Norm: "model.norm", Head: "lm_head"},
-	"opt":   {Embed: "model.decoder.embed_tokens.weight", Pos: "model.decoder.embed_positions.weight", Norm: "model.decoder.final_layer_norm", Head: "lm_head"},
 }
 
 // TensorNames returns the names of m's non-block tensors in its family's
 // checkpoint layout, or false if the family's layout cannot be written
 // back from a Model.
-func (m *Model) TensorNames() (OuterNames, bool) { return TensorNamesOf(m.Arch) }
+func (m *Model) TensorNames() (OuterNames, bool) {
+	if m.names == nil {
+		return TensorNamesOf(m.Arch)
+	}
+	return outerOf(m.names)
+}
 
 // TensorNamesOf is TensorNames for a family (a config's model_type).
 func TensorNamesOf(arch string) (OuterNames, bool) {
-	switch arch {
-	case "mistral", "qwen2", "llama2c":
-		arch = "llama"
+	f, ok := families[arch]
+	if !ok {
+		return OuterNames{}, false
 	}
-	n, ok := outerNames[arch]
-	return n, ok
+	return outerOf(&f.Names)
+}
+
+func outerOf(n *Names) (OuterNames, bool) {
+	return OuterNames{Embed: n.Embed, Pos: n.Pos, Norm: n.Norm, Head: n.Head}, n.Writable
 }
 
 // Bytes is the storage of the model's weights as they are held now: FP32
@@ -184,7 +219,7 @@ func (m *Model) Bytes() int64 {
 		n += norm(b.Norm1) + norm(b.Norm2)
 	}
 	n += norm(m.Norm)
-	if d, ok := m.Head.(*nn.Dense); !ok || len(d.W) == 0 || len(m.Embed) == 0 || &d.W[0] != &m.Embed[0] {
+	if !m.HeadShared() {
 		n += layer(m.Head)
 	}
 	return n

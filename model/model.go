@@ -9,6 +9,7 @@ package model
 import (
 	"fmt"
 	"io"
+	"math"
 
 	"llmq/nn"
 )
@@ -41,7 +42,13 @@ type Model struct {
 	Blocks    []*Block
 	Norm      nn.Norm   // final norm before the head (nil: none)
 	Head      nn.Linear // lm_head; tied models share Embed's memory
-	Rope      *nn.Rope  // nil with learned positions
+	Rope      *nn.Rope  // the blocks' rotary embedding when they share one (else see Block.Rope)
+	// EmbedScale multiplies the embeddings (Gemma: √Hidden; 0: none).
+	EmbedScale float32
+	// LogitCap, when positive, caps the logits smoothly (Gemma 2's final
+	// soft-capping): z ← LogitCap·tanh(z/LogitCap).
+	LogitCap float32
+	names    *Names // how the family's checkpoints name the tensors
 
 	closer io.Closer // the checkpoint of a lazily loaded model
 }
@@ -109,7 +116,7 @@ func (m *Model) Forward(st *State, tokens []int, opt Options) ([]float32, error)
 		opt.Hidden(0, x)
 	}
 	for l, b := range m.Blocks {
-		b.Forward(x, T, st.caches[l], m.Rope, s)
+		b.Forward(x, T, st.caches[l], s)
 		if opt.Hidden != nil && l < len(m.Blocks)-1 {
 			opt.Hidden(l+1, x)
 		}
@@ -130,27 +137,52 @@ func (m *Model) Forward(st *State, tokens []int, opt Options) ([]float32, error)
 	}
 	logits := make([]float32, T*m.Vocab)
 	m.Head.Forward(logits, h, T)
+	m.capLogits(logits)
 	return logits, nil
 }
+
+// capLogits applies the final soft cap, if any.
+func (m *Model) capLogits(z []float32) {
+	if m.LogitCap <= 0 {
+		return
+	}
+	c := float64(m.LogitCap)
+	for i, v := range z {
+		z[i] = float32(c * math.Tanh(float64(v)/c))
+	}
+}
+
+// HeadShared reports whether the FP head is the embedding table itself (a
+// tied head before quantization: one slice, two uses).
+func (m *Model) HeadShared() bool {
+	d, ok := m.Head.(*nn.Dense)
+	return ok && len(d.W) > 0 && len(m.Embed) > 0 && &d.W[0] == &m.Embed[0]
+}
+
+// EmbedFromHead reports whether the embedding rows are served by a
+// quantized head (a tied head after quantization: the table is the head's
+// packed weight, held once).
+func (m *Model) EmbedFromHead() bool { return m.Embed == nil && m.EmbedRows != nil }
+
+// HeadTied reports whether head and embedding are one table, in either of
+// the two forms above. Everything that counts, saves or exports the head
+// asks here.
+func (m *Model) HeadTied() bool { return m.HeadShared() || m.EmbedFromHead() }
 
 // NumParams counts the distinct weights (a tied head counts once).
 func (m *Model) NumParams() int {
 	n := len(m.Embed) + len(m.Pos)
-	if m.Embed == nil && m.EmbedRows != nil {
+	if m.EmbedFromHead() {
 		n += m.Vocab * m.Hidden // the tied head's weight, counted once
 	}
 	for _, b := range m.Blocks {
 		n += b.numParams()
 	}
-	switch d := m.Head.(type) {
-	case nil:
-	case *nn.Dense:
-		if len(d.W) > 0 && (len(m.Embed) == 0 || &d.W[0] != &m.Embed[0]) {
+	if !m.HeadTied() && m.Head != nil {
+		if d, ok := m.Head.(*nn.Dense); ok {
 			n += len(d.W) + len(d.B)
-		}
-	default:
-		if m.EmbedRows == nil || m.Embed != nil { // not the tied table counted above
-			n += d.Out() * d.In()
+		} else {
+			n += m.Head.Out() * m.Head.In()
 		}
 	}
 	if m.Norm != nil {

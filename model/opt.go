@@ -12,7 +12,9 @@ import (
 // biased projections and a ReLU MLP (fc1 → ReLU → fc2). Most sizes are
 // pre-norm; OPT-350m is post-norm (do_layer_norm_before = false) and then
 // has no final norm. The head is tied to the token embeddings.
-func init() { register(loadOPT, "opt") }
+func init() {
+	register(&Family{ModelTypes: []string{"opt"}, Load: loadOPT, Names: optNames})
+}
 
 func loadOPT(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 	var h Hyper
@@ -90,4 +92,14 @@ func loadOPT(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, b.err
 	}
 	return m, nil
+}
+
+var optNames = Names{
+	Embed: "model.decoder.embed_tokens.weight", Pos: "model.decoder.embed_positions.weight",
+	Norm: "model.decoder.final_layer_norm", Head: "lm_head", Writable: true,
+	Parts: map[string]string{
+		"norm1": "self_attn_layer_norm", "norm2": "final_layer_norm",
+		"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.out_proj",
+		"up": "fc1", "down": "fc2",
+	},
 }

@@ -227,7 +227,7 @@ func ggufTensors(m *model.Model) ([]ggufTensor, []string, error) {
 		return func() ([]float32, error) { return v, nil }
 	}
 	embed := fixed(m.Embed)
-	tiedQ := m.Embed == nil && m.EmbedRows != nil // the table is a quantized head's weight
+	tiedQ := m.EmbedFromHead() // the table is a quantized head's weight
 	if tiedQ {
 		head := m.Head
 		embed = func() ([]float32, error) { return linearWeights(head) }
@@ -275,7 +275,7 @@ func ggufTensors(m *model.Model) ([]ggufTensor, []string, error) {
 	ts = append(ts, ggufTensor{"output_norm.weight", []uint64{H}, fixed(m.Norm.(*nn.RMSNorm).W)})
 	// A head tied to the embedding is left out: llama.cpp then uses
 	// token_embd for the output, as convert_hf_to_gguf.py arranges.
-	if d, ok := m.Head.(*nn.Dense); !tiedQ && (!ok || len(d.W) == 0 || len(m.Embed) == 0 || &d.W[0] != &m.Embed[0]) {
+	if !m.HeadTied() {
 		head := m.Head
 		if bias, err := linearBias(head); err != nil {
 			return nil, nil, fmt.Errorf("output: %w", err)
@@ -401,7 +401,7 @@ func RoundLikeGGUF(m *model.Model, typ gguf.Type) error {
 			layers[m.LinearName(i, nl.Role)] = *nl.Linear
 		}
 	}
-	if d, ok := m.Head.(*nn.Dense); !ok || &d.W[0] != &m.Embed[0] {
+	if !m.HeadShared() {
 		layers["output"] = m.Head
 	}
 	for name, l := range layers {

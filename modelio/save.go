@@ -93,7 +93,7 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	w := &tensorWriter{}
 	layers := map[string]LayerInfo{}
 	// A table tied to a quantized head is stored once, as the head.
-	tiedHead := m.Embed == nil && m.EmbedRows != nil
+	tiedHead := m.EmbedFromHead()
 	if !tiedHead {
 		w.f32(names.Embed, m.Embed, m.Vocab, m.Hidden)
 	}
@@ -101,11 +101,13 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 		w.f32(names.Pos, m.Pos, len(m.Pos)/m.Hidden, m.Hidden)
 	}
 	for l, b := range m.Blocks {
-		w.norm(m.LinearName(l, "norm1"), b.Norm1)
-		w.norm(m.LinearName(l, "norm2"), b.Norm2)
-		for _, nl := range b.Linears() {
-			name := m.LinearName(l, nl.Role)
-			info, err := w.linear(name, *nl.Linear)
+		for _, p := range b.Parts() {
+			name := m.LinearName(l, p.Role)
+			if p.Norm != nil {
+				w.norm(name, *p.Norm)
+				continue
+			}
+			info, err := w.linear(name, *p.Linear)
 			if err != nil {
 				return err
 			}
@@ -117,7 +119,7 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	if m.Norm != nil {
 		w.norm(names.Norm, m.Norm)
 	}
-	if d, ok := m.Head.(*nn.Dense); !ok || len(d.W) == 0 || len(m.Embed) == 0 || &d.W[0] != &m.Embed[0] {
+	if !m.HeadShared() {
 		info, err := w.linear(names.Head, m.Head)
 		if err != nil {
 			return err
@@ -214,7 +216,14 @@ func (w *tensorWriter) f32(name string, v []float32, shape ...int) {
 func (w *tensorWriter) norm(module string, n nn.Norm) {
 	switch v := n.(type) {
 	case *nn.RMSNorm:
-		w.f32(module+".weight", v.W, len(v.W))
+		stored := v.W
+		if v.Offset != 0 { // the checkpoint's w of a (Offset + w) norm
+			stored = make([]float32, len(v.W))
+			for i, x := range v.W {
+				stored[i] = x - v.Offset
+			}
+		}
+		w.f32(module+".weight", stored, len(v.W))
 	case *nn.LayerNorm:
 		w.f32(module+".weight", v.W, len(v.W))
 		w.f32(module+".bias", v.B, len(v.B))
@@ -225,6 +234,13 @@ func (w *tensorWriter) norm(module string, n nn.Norm) {
 
 // linear writes one linear layer and returns how it is stored (nil: FP32).
 func (w *tensorWriter) linear(name string, l nn.Linear) (*LayerInfo, error) {
+	if lz, ok := l.(*model.LazyDense); ok { // still in the source checkpoint
+		d, err := lz.Materialize()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		l = d
+	}
 	switch v := l.(type) {
 	case *nn.Dense:
 		w.f32(name+".weight", v.W, v.Out(), v.In())

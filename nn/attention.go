@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"math"
 	"slices"
 	"sync"
 
@@ -110,6 +111,15 @@ func (c *KVCache) Append(k, v []float32, rows int) {
 type Attention struct {
 	Heads, KVHeads, HeadDim int
 	Scale                   float32 // usually 1/√HeadDim
+
+	// Window, when positive, is a sliding window (Mistral, Gemma's local
+	// layers, Qwen2/3 with use_sliding_window): the query at position p
+	// sees the keys at positions p−Window < j ≤ p only, transformers'
+	// sliding-window mask. The cache keeps every position.
+	Window int
+	// SoftCap, when positive, caps the scaled scores smoothly before the
+	// softmax (Gemma 2): s ← SoftCap·tanh(s·Scale/SoftCap).
+	SoftCap float32
 
 	// Quantization hooks (nil: full precision). Each fake-quantizes in
 	// place; nn does not know the formats, only where quantization happens:
@@ -232,8 +242,9 @@ func (a *Attention) Forward(out, q, k, v []float32, rows int, cache *KVCache) {
 			for r := 0; r < m; r++ {
 				row := s[r*lb : (r+1)*lb]
 				_, t := stackedRow(g, group, t0, n, r)
-				vis := pos0 + t + 1 // keys visible to query row t
-				softmaxCausal(row, vis, a.Scale)
+				from, vis := a.visible(pos0 + t) // keys visible to query row t
+				softmaxCausal(row[from:], vis-from, a.capScores(row[from:vis]))
+				clear(row[:from])
 				if a.QuantP != nil {
 					a.QuantP(row[:vis])
 				}
@@ -261,6 +272,31 @@ func stackedRow(g, group, t0, n, r int) (h, t int) {
 // head, row and visible key each, the causal triangle counted as a square.
 func (a *Attention) flops(rows, L int) float64 {
 	return 4 * float64(a.Heads) * float64(a.HeadDim) * float64(rows) * float64(L)
+}
+
+// visible returns the range [from, to) of key positions the query at
+// position p attends to: all earlier ones and itself, or with a sliding
+// window the last Window of them.
+func (a *Attention) visible(p int) (from, to int) {
+	if a.Window > 0 {
+		from = max(0, p-a.Window+1)
+	}
+	return from, p + 1
+}
+
+// capScores applies the soft cap to raw scores in place and returns the
+// scale the softmax still has to apply: Scale, or 1 once capping has
+// scaled them.
+func (a *Attention) capScores(s []float32) float32 {
+	if a.SoftCap <= 0 {
+		return a.Scale
+	}
+	c := float64(a.SoftCap)
+	k := float64(a.Scale) / c
+	for i, v := range s {
+		s[i] = float32(c * math.Tanh(float64(v)*k))
+	}
+	return 1
 }
 
 // attnRowBlock is the number of query rows per causal block.

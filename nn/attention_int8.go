@@ -119,8 +119,10 @@ func (a *Attention) int8Task(sc *int8Scratch, out []float32, qc []int8, qscale [
 	kernels.GemmS8Scaled(m, lb, hd, sc.qc, hd, sc.qs, cache.Kq[g*hd:], kw, sc.ks, nil, sc.s, lb)
 	for r := 0; r < m; r++ {
 		_, t := stackedRow(g, group, t0, n, r)
-		vis := pos0 + t + 1 // keys visible to query row t
-		sc.ps[r] = softmaxFold(sc.pc[r*lb:(r+1)*lb], sc.s[r*lb:(r+1)*lb], vis, a.Scale, sc.vs)
+		from, vis := a.visible(pos0 + t) // keys visible to query row t
+		row, pc := sc.s[r*lb:(r+1)*lb], sc.pc[r*lb:(r+1)*lb]
+		sc.ps[r] = softmaxFold(pc[from:], row[from:], vis-from, a.capScores(row[from:vis]), sc.vs[from:])
+		clear(pc[:from])
 	}
 	// O = s̃ · (P̃c · V_g[:lb])  [m × hd], V_g as the rows of VT
 	vt := cache.VT[g*hd*cache.capT:]

@@ -18,6 +18,11 @@ type Norm interface {
 type RMSNorm struct {
 	W   []float32
 	Eps float32
+	// Offset is what the checkpoint leaves out of W: Gemma stores w and
+	// computes with (1 + w), so its norms hold W = 1 + w and Offset = 1,
+	// and writers store W − Offset. Methods that fold scales into a norm
+	// scale W, the weight actually applied.
+	Offset float32
 }
 
 func (n *RMSNorm) Width() int { return len(n.W) }

@@ -648,8 +648,9 @@ def main():
     print(f"3. torch {torch.__version__}, transformers {transformers.__version__}, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "") + ", float32, TF32 off, eager attention")
     model = build_model(cfg, state, args.device, act_schemes, t)
-    rope_dtype = cfg.get("dtype") or cfg.get("torch_dtype")
-    rope_dtype = rope_dtype if rope_dtype in ("bfloat16", "float16") else None
+    # transformers keeps inv_freq in float32 whatever the model's dtype, and
+    # so does llmq (set ROPE_DTYPE=bfloat16 to round them, as older llmq did).
+    rope_dtype = os.environ.get("ROPE_DTYPE") or None
     n_rope = set_rope_dtype(model, rope_dtype)
     print(f"   rotary frequencies in {rope_dtype or 'float32'} ({n_rope} rotary modules)")
     first, model64 = None, None

@@ -48,7 +48,7 @@ func quantizeHead(m *model.Model, s Scheme, sel *Selector) error {
 	if s.StaticActs {
 		return fmt.Errorf("%s: static activation scales are not supported for the head (its input is not calibrated); add %s to ignore or use dynamic activations", name, name)
 	}
-	tied := len(d.W) > 0 && len(m.Embed) > 0 && &d.W[0] == &m.Embed[0]
+	tied := m.HeadShared()
 	params, err := s.WeightParams(d.W, d.Out(), d.In())
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

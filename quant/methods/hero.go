@@ -74,7 +74,7 @@ func (h *HERO) ApplyModel(m *model.Model) error {
 	if len(m.Embed) == 0 {
 		return nil // the table is a quantized head's weight already
 	}
-	if d, ok := m.Head.(*nn.Dense); ok && len(d.W) > 0 && &d.W[0] == &m.Embed[0] {
+	if d, ok := m.Head.(*nn.Dense); ok && m.HeadShared() {
 		m.Head = nn.NewDense(append([]float32(nil), d.W...), d.B, d.Out(), d.In())
 	}
 	q, err := quant.FakeQuantize(m.Embed, m.Vocab, m.Hidden, quant.MustParseSpec("int8-sym-channel"))

@@ -205,7 +205,7 @@ func (k *LKD) ApplyLayer(l *Layer) error {
 		return err
 	}
 
-	gb, err := newGBlock[float32](l.Block, l.Model.Rope)
+	gb, err := newGBlock[float32](l.Block, l.Block.Rope)
 	if err != nil {
 		return err
 	}

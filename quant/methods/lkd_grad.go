@@ -551,6 +551,20 @@ func newGBlock[F gfloat](b *model.Block, rope *nn.Rope) (*gBlock[F], error) {
 	if b.PostNorm {
 		return nil, fmt.Errorf("%s: post-norm blocks (OPT-350m style) are not supported by LKD", b.Name)
 	}
+	// The backward pass models the parts below and nothing else: a part it
+	// does not know (q/k norms, sandwich norms, experts) or attention it
+	// does not compute (sliding windows, soft caps) is refused rather than
+	// trained through a different function.
+	for _, p := range b.Parts() {
+		switch p.Role {
+		case "norm1", "norm2", "q", "k", "v", "o", "gate", "up", "down":
+		default:
+			return nil, fmt.Errorf("%s: LKD does not support blocks with a %s part yet", b.Name, p.Role)
+		}
+	}
+	if b.Attn.Window > 0 || b.Attn.SoftCap > 0 {
+		return nil, fmt.Errorf("%s: LKD does not support sliding-window or soft-capped attention yet", b.Name)
+	}
 	g := &gBlock[F]{name: b.Name, heads: b.Attn.Heads, kvHeads: b.Attn.KVHeads, hd: b.Attn.HeadDim,
 		scale: float64(b.Attn.Scale), parallel: b.ParallelResidual}
 	if g.heads <= 0 || g.kvHeads <= 0 || g.heads%g.kvHeads != 0 || g.hd <= 0 {

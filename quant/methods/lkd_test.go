@@ -235,7 +235,7 @@ func TestLKDGradCheckCatchesErrors(t *testing.T) {
 // lkdCheckForward feeds sequences through every block of m, checking at each
 // block that the differentiable float32 forward equals the production
 // BlockRunner to 1e-5 relative.
-func lkdCheckForward(t *testing.T, m *model.Model, seqs [][]int) float64 {
+func lkdCheckForward(t *testing.T, m *model.Model, seqs [][]int, tol float64) float64 {
 	t.Helper()
 	acts, err := calib.Embed(m, seqs)
 	if err != nil {
@@ -257,7 +257,7 @@ func lkdCheckForward(t *testing.T, m *model.Model, seqs [][]int) float64 {
 			r.Run(l, x, acts.T)
 			e := relErr(y, x)
 			worst = max(worst, e)
-			if e > 1e-5 {
+			if e > tol {
 				t.Errorf("block %d: differentiable forward differs from the production block by %.3g relative", l, e)
 			}
 		}
@@ -274,11 +274,16 @@ func TestLKDForwardMatchesBlock(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := loadTiny(t, name)
 			seqs := calibSeqs(2, 40, m.Vocab)
-			fp := lkdCheckForward(t, m, seqs)
+			fp := lkdCheckForward(t, m, seqs, 1e-5)
 			if err := Run(m, nil, []Method{&RTN{Scheme: w4a8}}, nil); err != nil {
 				t.Fatal(err)
 			}
-			q := lkdCheckForward(t, m, seqs)
+			// With dynamic int8 activations the two float32 summation
+			// orders can put an activation on either side of a rounding
+			// boundary: one code step (1/127 of the token's range) at one
+			// element shows as ~1e-3 of the block output (tiny-gptneox);
+			// a wiring error is ~1e-1.
+			q := lkdCheckForward(t, m, seqs, 3e-3)
 			t.Logf("relative difference: FP32 %.2g, W4A8 %.2g", fp, q)
 		})
 	}

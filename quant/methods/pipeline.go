@@ -14,6 +14,21 @@ import (
 // really see); they are only computed when some stage needs them.
 // progress, if set, is called after each block.
 func Run(m *model.Model, calibration [][]int, stages []Method, progress func(done, total int)) error {
+	return RunWith(m, calibration, stages, progress, RunOptions{})
+}
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// RoutedOnly calibrates each expert of a mixture of experts on the
+	// tokens the router sends it, instead of on every calibration token
+	// (model.MoE.AllExperts, llm-compressor's default, which gives rarely
+	// chosen experts' statistics and Hessians as many samples as the
+	// others; the block's output is the same either way).
+	RoutedOnly bool
+}
+
+// RunWith is Run with options.
+func RunWith(m *model.Model, calibration [][]int, stages []Method, progress func(done, total int), opt RunOptions) error {
 	need := false
 	for _, s := range stages {
 		need = need || s.NeedsCalibration()
@@ -37,10 +52,16 @@ func Run(m *model.Model, calibration [][]int, stages []Method, progress func(don
 			return err
 		}
 		layer := &Layer{Model: m, Index: i, Block: b, Runner: runner, Inputs: acts}
+		if b.MoE != nil {
+			b.MoE.AllExperts = !opt.RoutedOnly
+		}
 		for _, s := range stages {
 			if err := s.ApplyLayer(layer); err != nil {
 				return fmt.Errorf("%s: %w", s.Name(), err)
 			}
+		}
+		if b.MoE != nil {
+			b.MoE.AllExperts = false // the output is the same: propagate at routed cost
 		}
 		if acts != nil {
 			calib.Propagate(runner, i, acts)

@@ -74,15 +74,19 @@ func (m Mapping) String() string { return fmt.Sprintf("%s→%v", m.Smooth, m.Bal
 func DefaultMappings(l *Layer) []Mapping {
 	b := l.Block
 	var ms []Mapping
+	// The second norm's output feeds the MLP's first linears: gate and up,
+	// or in a mixture of experts the router and every expert's gate and up
+	// (the router is rescaled with them, so routing is unchanged).
+	groups := b.InputGroups()
 	if !b.PostNorm {
-		ms = append(ms, Mapping{"norm1", []string{"q", "k", "v"}})
-		if b.Gate != nil {
-			ms = append(ms, Mapping{"norm2", []string{"gate", "up"}})
-		} else {
-			ms = append(ms, Mapping{"norm2", []string{"up"}})
-		}
+		ms = append(ms, Mapping{"norm1", groups[0]}, Mapping{"norm2", groups[2]})
 	}
-	if b.Gate != nil || isReLU(b.Act) {
+	switch {
+	case b.MoE != nil:
+		for i := range b.MoE.Experts {
+			ms = append(ms, Mapping{model.ExpertRole(i, "up"), []string{model.ExpertRole(i, "down")}})
+		}
+	case b.Gate != nil || isReLU(b.Act):
 		ms = append(ms, Mapping{"up", []string{"down"}})
 	}
 	ms = append(ms, Mapping{"v", []string{"o"}})

@@ -86,6 +86,9 @@ func newF64Model(m *model.Model, eps float64) (*f64Model, error) {
 	if m.Pos != nil {
 		return nil, fmt.Errorf("--float64: learned position embeddings are not covered")
 	}
+	if m.EmbedScale != 0 || m.LogitCap != 0 {
+		return nil, fmt.Errorf("--float64: scaled embeddings or capped logits are not covered")
+	}
 	if m.Rope == nil || m.Rope.RotDim != m.HeadDim || m.Rope.HeadDim != m.HeadDim {
 		return nil, fmt.Errorf("--float64: only full rotary embeddings over the whole head are covered")
 	}
@@ -123,10 +126,10 @@ func newF64Model(m *model.Model, eps float64) (*f64Model, error) {
 	switch {
 	case m.Embed != nil:
 		f.embed = widen(m.Embed)
-		if d, ok := m.Head.(*nn.Dense); ok && len(d.W) > 0 && &d.W[0] == &m.Embed[0] && d.B == nil {
+		if d, ok := m.Head.(*nn.Dense); ok && m.HeadShared() && d.B == nil {
 			f.head = &f64Linear{name: headName, in: d.In(), out: d.Out(), w: f.embed}
 		}
-	case m.EmbedRows != nil:
+	case m.EmbedFromHead():
 		// The embedding is served by a quantized head: its exact values.
 		ql, ok := m.Head.(*quant.QuantLinear)
 		if rows, isQL := m.EmbedRows.(*quant.QuantLinear); !ok || !isQL || rows != ql {
@@ -193,7 +196,20 @@ func (f *f64Model) checkBlock(m *model.Model, l int, b *model.Block) error {
 	case b.Gate == nil || !b.ActIsSiLU:
 		return fmt.Errorf("--float64: %s: only SwiGLU MLPs (SiLU gate) are covered", b.Name)
 	}
+	for _, p := range b.Parts() {
+		switch p.Role {
+		case "norm1", "norm2", "q", "k", "v", "o", "gate", "up", "down":
+		default:
+			return fmt.Errorf("--float64: %s: blocks with a %s part are not covered", b.Name, p.Role)
+		}
+	}
 	a := b.Attn
+	if a.Window > 0 || a.SoftCap > 0 {
+		return fmt.Errorf("--float64: %s: sliding-window or soft-capped attention is not covered", b.Name)
+	}
+	if b.Rope != m.Rope {
+		return fmt.Errorf("--float64: %s: per-layer rotary embeddings are not covered", b.Name)
+	}
 	if a.QuantK != nil || a.QuantV != nil || a.QuantQ != nil || a.QuantP != nil || a.Quant != nil {
 		return fmt.Errorf("--float64: %s: KV-cache or attention quantization is not covered", b.Name)
 	}

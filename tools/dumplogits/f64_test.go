@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"llmq/checkpoint"
 	"llmq/internal/fixtures"
 	"llmq/internal/shared"
 	"llmq/model"
@@ -34,7 +35,7 @@ type refSeq struct {
 // float32, the rotary cos/sin and eager attention's softmax are float32),
 // which leaves ~1e-6 between them and an exact forward pass (llmq's
 // float32 forward is 2–8e-6 from them). The bars still catch what the pass
-// could get wrong: unrounded bf16 RoPE frequencies cost ~1e-2 on
+// could get wrong: RoPE frequencies rounded to bf16 cost ~1e-2 on
 // tiny-qwen2, a misplaced bias or norm far more.
 func TestFloat64Forward(t *testing.T) {
 	cases := []struct {
@@ -46,8 +47,10 @@ func TestFloat64Forward(t *testing.T) {
 	}{
 		// Llama with GQA, float32 weights, outlier channels.
 		{"tiny-llama vs transformers float64", []string{"models", "tiny-llama"}, 2e-6, nil, transformersRef},
-		// Qwen2: bf16 weights (bf16-rounded RoPE frequencies), q/k/v biases, tied head.
-		{"tiny-qwen2 vs transformers float64", []string{"models", "tiny-qwen2"}, 2e-6, nil, transformersRef},
+		// Qwen2: bf16 weights, q/k/v biases, tied head; against transformers'
+		// eager float64 run (model/testdata/eager: float32 RoPE frequencies,
+		// which the shared reference rounded to bf16).
+		{"tiny-qwen2 vs transformers float64", []string{"models", "tiny-qwen2"}, 2e-6, nil, eagerRef},
 		// llama2.c's adjacent-pair RoPE layout.
 		{"stories260K vs llama2.c run.c", []string{"models", "stories260K", "stories260K.bin"}, 1e-5, nil, llama2cRef},
 		// The trained model, bf16, against llmq's float32 forward.
@@ -116,6 +119,37 @@ func transformersRef(t *testing.T, dir string, _ *model.Model) []refSeq {
 		for p := 0; p < T; p++ {
 			s.positions = append(s.positions, p)
 			s.logits = append(s.logits, widen(ref.Logits[(b*T+p)*V:(b*T+p+1)*V]))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// eagerRef reads the logits transformers' eager attention computed in
+// float64 for a fixture (model/testdata/eager, made on the GPU machine by
+// scripts/transformers-eager-oracle.py).
+func eagerRef(t *testing.T, dir string, _ *model.Model) []refSeq {
+	f, err := checkpoint.OpenSafetensors(filepath.Join("..", "..", "model", "testdata", "eager", filepath.Base(dir)+"-logits.st"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ids, info, err := f.Float32("input_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits, lInfo, err := f.Float32("logits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	B, T, V := info.Shape[0], info.Shape[1], lInfo.Shape[2]
+	var out []refSeq
+	for b := 0; b < B; b++ {
+		var s refSeq
+		for p := 0; p < T; p++ {
+			s.ids = append(s.ids, int(ids[b*T+p]))
+			s.positions = append(s.positions, p)
+			s.logits = append(s.logits, widen(logits[(b*T+p)*V:(b*T+p+1)*V]))
 		}
 		out = append(out, s)
 	}
