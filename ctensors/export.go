@@ -62,6 +62,7 @@ func Export(src, out string) error {
 	}
 	defer st.Close()
 
+	narrow := narrowDType(cfg)
 	var tensors []checkpoint.WriteTensor
 	var ignore []string
 	replaced := map[string]bool{} // llmq tensors the conversion replaces
@@ -72,8 +73,26 @@ func Export(src, out string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", src, err)
 		}
+		for _, part := range l.parts { // the fused layer replaces its parts
+			for _, s := range append(llmqSuffixes, ".weight", ".bias") {
+				replaced[part+s] = true
+			}
+		}
 		if ql == nil {
 			ignore = append(ignore, l.name)
+			if l.parts != nil { // stacked here: not in the folder under its name
+				d := l.layer.(*nn.Dense)
+				fp := []checkpoint.WriteTensor{{Name: l.name + ".weight", DType: checkpoint.F32, Shape: []int{d.Out(), d.In()}, Data: f32Bytes(d.W)}}
+				if d.B != nil {
+					fp = append(fp, checkpoint.WriteTensor{Name: l.name + ".bias", DType: checkpoint.F32, Shape: []int{d.Out()}, Data: f32Bytes(d.B)})
+				}
+				for _, t := range fp {
+					if narrow != "" {
+						t = narrowTensor(t, narrow)
+					}
+					tensors = append(tensors, t)
+				}
+			}
 			continue
 		}
 		if l.layer == m.Head {
@@ -83,8 +102,15 @@ func Export(src, out string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", src, err)
 		}
-		if _, ok := st.Info(l.name + ".weight_packed"); !ok {
-			return fmt.Errorf("%s: quantized layer %s has no %s.weight_packed in the checkpoint", src, l.name, l.name)
+		stored := l.name
+		if l.parts != nil {
+			stored = l.parts[0]
+			if b := ql.Bias(); b != nil {
+				c.tensors = append(c.tensors, checkpoint.WriteTensor{Name: l.name + ".bias", DType: checkpoint.F32, Shape: []int{len(b)}, Data: f32Bytes(b)})
+			}
+		}
+		if _, ok := st.Info(stored + ".weight_packed"); !ok {
+			return fmt.Errorf("%s: quantized layer %s has no %s.weight_packed in the checkpoint", src, l.name, stored)
 		}
 		for _, s := range llmqSuffixes {
 			replaced[l.name+s] = true
@@ -106,7 +132,6 @@ func Export(src, out string) error {
 		tensors = append(tensors, checkpoint.WriteTensor{Name: names.Embed, DType: checkpoint.F32, Shape: []int{t.Rows, t.Cols}, Data: f32Bytes(t.Dequantize())})
 		cfg["tie_word_embeddings"] = false
 	}
-	narrow := narrowDType(cfg)
 	for _, name := range st.Names() {
 		if replaced[name] {
 			continue
@@ -148,26 +173,99 @@ func hasTensor(st *checkpoint.Store, name string) bool {
 	return ok
 }
 
-// namedLinear is one linear layer of a model and its module name.
+// namedLinear is one linear layer of a model and its module name; parts
+// names the modules of the llmq folder it was fused from (nil: none).
 type namedLinear struct {
 	name  string
 	layer nn.Linear
+	parts []string
 }
 
 // linears lists every linear layer of m (blocks in order, then the head)
-// under its checkpoint module name.
+// under its checkpoint module name. The parts of a projection the family's
+// checkpoints fuse (Phi-3's qkv_proj) are stacked back into it, as the
+// serving engines load it.
 func linears(m *model.Model) ([]namedLinear, error) {
 	names, ok := m.TensorNames()
 	if !ok {
 		return nil, fmt.Errorf("%s models cannot be exported (their checkpoints fuse or transpose block weights)", m.Arch)
 	}
+	fused := m.FusedModules()
 	var out []namedLinear
 	for i, b := range m.Blocks {
+		inFused := map[string]bool{}
+		for _, module := range sortedKeys(fused) {
+			var parts []nn.Linear
+			var partNames []string
+			for _, role := range fused[module] {
+				if slot := b.Linear(role); slot != nil {
+					parts = append(parts, *slot)
+					partNames = append(partNames, m.LinearName(i, role))
+					inFused[role] = true
+				}
+			}
+			if len(parts) == 0 {
+				continue
+			}
+			name := b.Name + "." + module
+			l, err := fuseRows(name, parts)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, namedLinear{name, l, partNames})
+		}
 		for _, nl := range b.Linears() {
-			out = append(out, namedLinear{m.LinearName(i, nl.Role), *nl.Linear})
+			if !inFused[nl.Role] {
+				out = append(out, namedLinear{m.LinearName(i, nl.Role), *nl.Linear, nil})
+			}
 		}
 	}
-	return append(out, namedLinear{names.Head, m.Head}), nil
+	return append(out, namedLinear{names.Head, m.Head, nil}), nil
+}
+
+// fuseRows stacks the parts of a fused projection: all quantized alike
+// (quant.ConcatRows), or all full precision.
+func fuseRows(name string, parts []nn.Linear) (nn.Linear, error) {
+	var qs []*quant.QuantLinear
+	var w, b []float32
+	for _, p := range parts {
+		ql, err := quantLinearOf(name, p)
+		if err != nil {
+			return nil, err
+		}
+		if ql != nil {
+			qs = append(qs, ql)
+			continue
+		}
+		d, ok := p.(*nn.Dense)
+		if !ok {
+			return nil, fmt.Errorf("%s: a %T part cannot be fused", name, p)
+		}
+		w, b = append(w, d.W...), append(b, d.B...)
+	}
+	switch {
+	case len(qs) == len(parts):
+		q, err := quant.ConcatRows(qs...)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return q, nil
+	case len(qs) > 0:
+		return nil, fmt.Errorf("%s: some of its parts are quantized and some are not; a fused module is one or the other (quantize or ignore all of them)", name)
+	}
+	if len(b) == 0 {
+		b = nil
+	}
+	return nn.NewDense(w, b, len(w)/parts[0].In(), parts[0].In()), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	k := make([]string, 0, len(m))
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	return k
 }
 
 // quantLinearOf returns the QuantLinear behind a layer, nil for an FP32

@@ -33,8 +33,13 @@ func calibSeqs(n, T, vocab int) [][]int {
 // YAML / preset when stages is nil) and saves it as an llmq quantized
 // folder, returning the folder and the source.
 func quantizeTiny(t *testing.T, recipeText string, stages []methods.Method) (qdir, src string) {
+	return quantizeFixture(t, "tiny-llama", recipeText, stages)
+}
+
+// quantizeFixture is quantizeTiny for any fixture of ../shared/models.
+func quantizeFixture(t *testing.T, fixture, recipeText string, stages []methods.Method) (qdir, src string) {
 	t.Helper()
-	src = shared.Path(t, "models", "tiny-llama")
+	src = shared.Path(t, "models", fixture)
 	m, err := model.Load(src)
 	if err != nil {
 		t.Fatal(err)
@@ -213,8 +218,14 @@ func compareWithLLMQ(t *testing.T, qdir, out string, f *Folder) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
+	fusedPart := map[string]bool{}
+	for _, nl := range lin {
+		for _, p := range nl.parts {
+			fusedPart[p] = true
+		}
+	}
 	for _, name := range src.Names() {
-		if i := strings.LastIndex(name, "."); i > 0 && byName[name[:i]] != nil {
+		if i := strings.LastIndex(name, "."); i > 0 && (byName[name[:i]] != nil || fusedPart[name[:i]]) {
 			continue
 		}
 		a, _, err := src.Float32(name)
@@ -398,6 +409,70 @@ func TestExportLayout(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 				t.Errorf("%s not copied: %v", f, err)
 			}
+		}
+	}
+}
+
+// Every family exports under its checkpoint's own module names: each
+// weight of the Hugging Face source is in the export, quantized
+// (weight_packed / weight) or carried over — per-expert names as the
+// checkpoint had them, Phi-3's projections fused back — and nothing else
+// is; the quantized layers dequantize to llmq's weights bit for bit.
+func TestExportFamilies(t *testing.T) {
+	recipes := map[string]string{
+		"w8a8":     "w8a8",
+		"w4a16 g8": groupRecipe("{num_bits: 4, symmetric: false, strategy: group, group_size: 8}", ""),
+	}
+	for _, fam := range []string{"tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
+		for _, rn := range []string{"w8a8", "w4a16 g8"} {
+			t.Run(fam+"/"+rn, func(t *testing.T) {
+				qdir, src := quantizeFixture(t, fam, recipes[rn], nil)
+				out := filepath.Join(t.TempDir(), "ct")
+				if err := Export(qdir, out); err != nil {
+					t.Fatal(err)
+				}
+				f, err := Read(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareWithLLMQ(t, qdir, out, f)
+				hf, err := checkpoint.OpenDir(src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer hf.Close()
+				ct, err := checkpoint.OpenDir(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ct.Close()
+				modules := map[string]bool{} // what the export holds, by module
+				for _, n := range ct.Names() {
+					for _, s := range []string{".weight_packed", ".weight", ".bias"} {
+						if m, ok := strings.CutSuffix(n, s); ok {
+							modules[m+s] = true
+							if s == ".weight_packed" {
+								modules[m+".weight"] = true
+							}
+						}
+					}
+				}
+				want := map[string]bool{}
+				for _, n := range hf.Names() {
+					want[n] = true
+					if !modules[n] {
+						t.Errorf("%s of the source is not in the export", n)
+					}
+				}
+				for n := range modules {
+					if strings.HasSuffix(n, ".weight_packed") {
+						continue
+					}
+					if !want[n] {
+						t.Errorf("the export holds %s, which the source checkpoint has not", n)
+					}
+				}
+			})
 		}
 	}
 }

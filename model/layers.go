@@ -130,6 +130,10 @@ type Names struct {
 	// each expert part ("gate" → "w1").
 	Experts     string
 	ExpertParts map[string]string
+	// Fused maps a module the family's checkpoints hold as one projection
+	// ("self_attn.qkv_proj") to the roles it stacks, in row order (q, k,
+	// v): the model holds the parts apart, exporters fuse them back.
+	Fused map[string][]string
 	// Writable: every tensor of a Model can be written back under these
 	// names. Families whose checkpoints fuse or transpose block weights
 	// (GPT-2's Conv1D, GPT-NeoX's per-head qkv) are not.
@@ -159,6 +163,15 @@ func (m *Model) LinearName(l int, role string) string {
 		}
 	}
 	return m.Blocks[l].Name + "." + role
+}
+
+// FusedModules returns the family's fused projections (see Names.Fused);
+// nil when it has none.
+func (m *Model) FusedModules() map[string][]string {
+	if m.names == nil {
+		return nil
+	}
+	return m.names.Fused
 }
 
 // OuterNames are the checkpoint names of a family's tensors outside the

@@ -284,7 +284,7 @@ func (d *decoder) bind(w checkpoint.Tensors) (*Model, error) {
 			blk.Attn.Window = d.window
 		}
 		if d.fusedQKV != "" {
-			parts := b.splitRows(p+"."+d.fusedQKV, H, qw, kw, kw)
+			parts := b.splitRows(p+"."+d.fusedQKV, []string{name("q"), name("k"), name("v")}, H, qw, kw, kw)
 			blk.Q, blk.K, blk.V = parts[0], parts[1], parts[2]
 		} else {
 			blk.Q = b.dense(name("q"), qw, H)
@@ -305,7 +305,7 @@ func (d *decoder) bind(w checkpoint.Tensors) (*Model, error) {
 		}
 		if blk.MoE == nil {
 			if d.fusedGateUp != "" {
-				parts := b.splitRows(p+"."+d.fusedGateUp, H, F, F)
+				parts := b.splitRows(p+"."+d.fusedGateUp, []string{name("gate"), name("up")}, H, F, F)
 				blk.Gate, blk.Up = parts[0], parts[1]
 			} else {
 				blk.Gate = b.dense(name("gate"), F, H)

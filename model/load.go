@@ -268,16 +268,25 @@ func (b *binder) denseNow(name string, out, in int) nn.Linear {
 
 // splitRows binds a fused projection name [Σrows × in] as one linear per
 // part, part i being the next rows[i] output rows (Phi-3's qkv_proj and
-// gate_up_proj). The parts are read now.
-func (b *binder) splitRows(name string, in int, rows ...int) []nn.Linear {
+// gate_up_proj); the fused weight is read now. A checkpoint written by
+// llmq stores the parts apart, under parts[i] (quantized parts cannot be
+// fused back into one tensor), and they bind as ordinary linears.
+func (b *binder) splitRows(name string, parts []string, in int, rows ...int) []nn.Linear {
+	if b.has(parts[0]+".weight") || b.deferred(parts[0]+".weight") {
+		ls := make([]nn.Linear, len(parts))
+		for i, p := range parts {
+			ls[i] = b.dense(p, rows[i], in)
+		}
+		return ls
+	}
 	total := 0
 	for _, r := range rows {
 		total += r
 	}
-	parts := make([]nn.Linear, len(rows))
+	ls := make([]nn.Linear, len(rows))
 	fused, ok := b.denseNow(name, total, in).(*nn.Dense)
 	if !ok {
-		return parts
+		return ls
 	}
 	r0 := 0
 	for i, r := range rows {
@@ -285,10 +294,10 @@ func (b *binder) splitRows(name string, in int, rows ...int) []nn.Linear {
 		if fused.B != nil {
 			bias = fused.B[r0 : r0+r]
 		}
-		parts[i] = nn.NewDense(fused.W[r0*in:(r0+r)*in], bias, r, in)
+		ls[i] = nn.NewDense(fused.W[r0*in:(r0+r)*in], bias, r, in)
 		r0 += r
 	}
-	return parts
+	return ls
 }
 
 func (b *binder) rmsNorm(name string, width int, eps float64) nn.Norm {

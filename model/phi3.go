@@ -14,13 +14,14 @@ func init() {
 }
 
 // phi3Names name the split parts after their fused module (as GPT-2's
-// c_attn parts are); the fused layout is not written back yet.
+// c_attn parts are); llmq's own folders store them apart under these
+// names, and exports fuse them back (Fused).
 var phi3Names = func() Names {
 	n := llamaNames.withParts(map[string]string{
 		"q": "self_attn.qkv_proj.q", "k": "self_attn.qkv_proj.k", "v": "self_attn.qkv_proj.v",
 		"gate": "mlp.gate_up_proj.gate", "up": "mlp.gate_up_proj.up",
 	})
-	n.Writable = false
+	n.Fused = map[string][]string{"self_attn.qkv_proj": {"q", "k", "v"}, "mlp.gate_up_proj": {"gate", "up"}}
 	return n
 }()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -377,5 +378,42 @@ func TestFakeQuantizePerToken(t *testing.T) {
 	}
 	if err := FakeQuantizeWithParams(dst, x, rows, cols, spec, []Params{{Scale: 0}}); !errors.Is(err, ErrParams) {
 		t.Errorf("zero static scale: %v", err)
+	}
+}
+
+// Fusing parts quantized apart gives the layer whose rows are theirs.
+func TestConcatRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, spec := range []string{"int8-sym-channel", "int4-asym-g8"} {
+		var parts []*QuantLinear
+		var want []float32
+		for _, rows := range []int{3, 5, 2} {
+			w := make([]float32, rows*16)
+			for i := range w {
+				w[i] = float32(rng.NormFloat64())
+			}
+			q, err := QuantizeWeight(w, rows, 16, MustParseSpec(spec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ql, err := NewQuantLinear(q, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, ql)
+			want = append(want, q.Dequantize()...)
+		}
+		f, err := ConcatRows(parts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Out() != 10 || !slices.Equal(f.Weight().Dequantize(), want) {
+			t.Errorf("%s: fused layer is not the parts stacked", spec)
+		}
+	}
+	q, _ := QuantizeWeight(make([]float32, 16), 1, 16, MustParseSpec("int8-sym-tensor"))
+	ql, _ := NewQuantLinear(q, nil, nil)
+	if _, err := ConcatRows(ql, ql); err == nil {
+		t.Error("per-tensor parts fused")
 	}
 }
