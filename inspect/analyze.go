@@ -81,6 +81,11 @@ type BlockReport struct {
 	Name   string
 	Inputs []InputReport
 	Errors []LinearError // in execution order
+	// ExpertTokens counts, in a mixture-of-experts block, the calibration
+	// tokens the router sent to each expert (top-k choices: they sum to
+	// k × tokens). A rarely chosen expert is one whose statistics come from
+	// few tokens unless calibration runs every expert on every token.
+	ExpertTokens []int `json:",omitempty"`
 }
 
 // InputReport is one input shared by a group of linears (q/k/v, o,
@@ -202,12 +207,22 @@ func collectBlocks(rep *Report, fp, q *model.Model, refs references, opt Options
 	runner := view.NewBlockRunner()
 	for l, b := range fp.Blocks {
 		br := BlockReport{Index: l, Name: b.Name}
+		if b.MoE != nil {
+			b.MoE.Tokens = make([]int, len(b.MoE.Experts))
+			b.MoE.AllExperts = true // every expert's inputs on every token
+		}
 		stats, err := calib.Collect(&view, runner, l, acts, nil, calib.Options{})
+		if b.MoE != nil {
+			br.ExpertTokens, b.MoE.Tokens, b.MoE.AllExperts = b.MoE.Tokens, nil, false
+		}
 		if err != nil {
 			return err
 		}
 		// The rescaled FP block, quantized linears tapped.
 		sb := fpBlock(fp, q, refs, l)
+		if sb.MoE != nil {
+			sb.MoE.AllExperts = true // every expert's inputs on every token
+		}
 		taps := map[string]*tap{}
 		for _, nl := range sb.Linears() {
 			if refs.quantized(l, nl.Role) {

@@ -81,10 +81,11 @@ type errorCell struct {
 }
 
 type blockView struct {
-	Index  int
-	Name   string
-	Anchor string
-	Inputs []inputView
+	Index   int
+	Name    string
+	Anchor  string
+	Experts string // tokens routed to each expert, for a mixture of experts
+	Inputs  []inputView
 }
 
 type inputView struct {
@@ -153,6 +154,13 @@ func (r *Report) page() *page {
 	width := 1220/cols - 8
 	for _, b := range r.Blocks {
 		bv := blockView{Index: b.Index, Name: b.Name, Anchor: fmt.Sprintf("block%d", b.Index)}
+		if len(b.ExpertTokens) > 0 {
+			var parts []string
+			for i, n := range b.ExpertTokens {
+				parts = append(parts, fmt.Sprintf("%d: %d", i, n))
+			}
+			bv.Experts = "calibration tokens routed to each expert (statistics use every token for every expert) — " + strings.Join(parts, ", ")
+		}
 		for _, in := range b.Inputs {
 			iv := inputView{Label: in.Label + " — " + strings.Join(in.Names, ", ")}
 			mark := flagged(in.Top, r.OutlierRatio)
@@ -362,6 +370,7 @@ layer against the full-precision one{{if .Rescaled}} (after rescaling){{end}}, b
 <p class="note">Blue: the checkpoint as loaded{{if .Rescaled}}; orange: after the recipe's rescaling, before rounding{{end}}. Flagged channels in red, labelled with their index.</p>
 <nav>{{range .Blocks}}<a href="#{{.Anchor}}">block {{.Index}}</a>{{end}}</nav>
 {{range .Blocks}}<h3 id="{{.Anchor}}">block {{.Index}} — {{.Name}}</h3>
+{{if .Experts}}<p>{{.Experts}}</p>{{end}}
 {{range .Inputs}}<div class="input"><div class="lbl">{{.Label}}</div><div class="grid">{{range .Charts}}{{.}}{{end}}</div></div>
 {{end}}{{end}}
 </body></html>

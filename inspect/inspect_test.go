@@ -313,3 +313,44 @@ func TestNiceTicks(t *testing.T) {
 		}
 	}
 }
+
+// The report covers every family's parts: one input per group of linears
+// reading the same values (a mixture of experts: the router with every
+// expert's gate/up, then each expert's down), and for experts the tokens
+// the router sent to each.
+func TestFamiliesReport(t *testing.T) {
+	for _, name := range []string{"tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
+		t.Run(name, func(t *testing.T) {
+			dir := shared.Path(t, "models", name)
+			seqs := RandomSequences(4, 48, 512, 1)
+			rep, err := Analyze(dir, Options{Calib: seqs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := model.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for l, b := range rep.Blocks {
+				blk := m.Blocks[l]
+				if len(b.Inputs) != len(blk.InputGroups()) || len(b.Errors) != len(blk.Linears()) {
+					t.Errorf("%s: %d inputs and %d linears reported, the block has %d and %d", b.Name, len(b.Inputs), len(b.Errors), len(blk.InputGroups()), len(blk.Linears()))
+				}
+				if blk.MoE == nil {
+					continue
+				}
+				total := 0
+				for _, n := range b.ExpertTokens {
+					total += n
+				}
+				if len(b.ExpertTokens) != len(blk.MoE.Experts) || total != blk.MoE.TopK*4*48 {
+					t.Errorf("%s: expert token counts %v, want %d experts summing to top-%d × %d tokens", b.Name, b.ExpertTokens, len(blk.MoE.Experts), blk.MoE.TopK, 4*48)
+				}
+			}
+			var html bytes.Buffer
+			if err := rep.WriteHTML(&html); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

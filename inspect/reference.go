@@ -75,14 +75,14 @@ func wrapStages(stages []methods.Method, refs references) []methods.Method {
 // KV-cache or batched-matmul quantization), so the block computes the FP
 // function.
 func fpBlock(fp, q *model.Model, refs references, l int) *model.Block {
-	b := *q.Blocks[l]
+	b := q.Blocks[l].Clone()
 	b.Attn = fp.Blocks[l].Attn
 	for _, nl := range b.Linears() {
 		if d := refs[l][nl.Role]; d != nil {
 			*nl.Linear = d
 		}
 	}
-	return &b
+	return b
 }
 
 // quantized reports whether role of block l was replaced by the recipe.

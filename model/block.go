@@ -189,6 +189,17 @@ func forRows(T, F int, f func(lo, hi int)) {
 	kernels.ParallelFor(T, func(lo, hi int) { f(lo*F, hi*F) })
 }
 
+// Clone returns a copy of the block whose part slots are its own (the
+// layers themselves are shared): replacing a part of the copy, experts
+// included, leaves b as it was.
+func (b *Block) Clone() *Block {
+	c := *b
+	if b.MoE != nil {
+		c.MoE = b.MoE.Clone()
+	}
+	return &c
+}
+
 // Part is one norm or linear layer of a block, with its role — "norm1",
 // "q_norm", "q", "experts.3.down", … — through which the family names it in
 // the checkpoint (Model.PartName). Exactly one of Norm and Linear is set;

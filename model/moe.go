@@ -38,6 +38,20 @@ type MoE struct {
 	Tokens []int
 }
 
+// Clone returns a copy that shares the layers but not the slots holding
+// them: replacing an expert's linear in the copy leaves e as it was (a
+// Block copied by value still shares its *MoE).
+func (e *MoE) Clone() *MoE {
+	c := *e
+	c.Experts = make([]*Expert, len(e.Experts))
+	for i, x := range e.Experts {
+		ex := *x
+		c.Experts[i] = &ex
+	}
+	c.Tokens = nil
+	return &c
+}
+
 // Expert is one expert's gated MLP.
 type Expert struct {
 	Gate, Up, Down nn.Linear
