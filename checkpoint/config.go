@@ -16,6 +16,7 @@ type Config struct {
 	Path      string
 	ModelType string
 	fields    map[string]json.RawMessage
+	file      string // for an Object of a file: the file's path
 }
 
 // ReadConfig parses config.json (or any JSON object) at path.
@@ -141,6 +142,73 @@ func (c *Config) StringOr(def string, names ...string) (string, error) {
 		return def, nil
 	}
 	return c.String(names...)
+}
+
+// Present reports whether name is a key of the object, even with a null
+// value (transformers tells a missing key from a null one in places).
+func (c *Config) Present(name string) bool {
+	_, ok := c.fields[name]
+	return ok
+}
+
+// Keys returns the object's keys in no particular order.
+func (c *Config) Keys() []string {
+	keys := make([]string, 0, len(c.fields))
+	for k := range c.fields {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Object reads the nested JSON object name as a Config of its own, whose
+// errors name the file and the path to the field ("config.json:
+// rope_parameters.full_attention: field ..."). ok is false when the field
+// is absent or null.
+func (c *Config) Object(name string) (sub *Config, ok bool, err error) {
+	v, present := c.fields[name]
+	if !present || string(v) == "null" {
+		return nil, false, nil
+	}
+	sub = &Config{Path: c.Path + ": " + name, ModelType: c.ModelType, file: c.Path}
+	if c.file != "" {
+		sub.Path, sub.file = c.Path+"."+name, c.file
+	}
+	if err := json.Unmarshal(v, &sub.fields); err != nil || sub.fields == nil {
+		return nil, false, fmt.Errorf("%s: field %q must be an object, got %s", c.Path, name, v)
+	}
+	return sub, true, nil
+}
+
+// Floats reads a required list of numbers.
+func (c *Config) Floats(names ...string) ([]float64, error) {
+	n, v, ok := c.lookup(names)
+	if !ok {
+		return nil, c.missing(names)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(v, &raw); err != nil {
+		return nil, fmt.Errorf("%s: field %q must be a list of numbers, got %s", c.Path, n, v)
+	}
+	out := make([]float64, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal(r, &out[i]); err != nil || math.IsNaN(out[i]) || math.IsInf(out[i], 0) {
+			return nil, fmt.Errorf("%s: field %q must be a list of numbers, element %d is %s", c.Path, n, i, r)
+		}
+	}
+	return out, nil
+}
+
+// Strings reads a required list of strings.
+func (c *Config) Strings(names ...string) ([]string, error) {
+	n, v, ok := c.lookup(names)
+	if !ok {
+		return nil, c.missing(names)
+	}
+	var out []string
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, fmt.Errorf("%s: field %q must be a list of strings, got %s", c.Path, n, v)
+	}
+	return out, nil
 }
 
 // Rope reads the rotary-embedding settings in either spelling:
