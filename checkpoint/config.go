@@ -16,6 +16,7 @@ type Config struct {
 	Path      string
 	ModelType string
 	fields    map[string]json.RawMessage
+	file      string // for an Object of a file: the file's path
 }
 
 // ReadConfig parses config.json (or any JSON object) at path.
@@ -156,50 +157,70 @@ func (c *Config) StringOr(def string, names ...string) (string, error) {
 	return c.String(names...)
 }
 
-// Rope reads the rotary-embedding settings in either spelling:
-// transformers ≥ 5 writes rope_parameters {rope_theta, rope_type,
-// partial_rotary_factor}; older checkpoints write top-level rope_theta
-// (and GPT-NeoX rotary_pct / rotary_emb_base). Only the "default" rope type
-// (no frequency scaling) is supported; others are refused rather than
-// silently computed wrong.
-func (c *Config) Rope(defTheta float64) (theta, partial float64, err error) {
-	theta, partial = defTheta, 1
-	if v, ok := c.fields["rope_parameters"]; ok && string(v) != "null" {
-		sub := &Config{Path: c.Path + ": rope_parameters"}
-		if err := json.Unmarshal(v, &sub.fields); err != nil || sub.fields == nil {
-			return 0, 0, fmt.Errorf("%s: rope_parameters must be an object", c.Path)
-		}
-		if t, err := sub.StringOr("default", "rope_type", "type"); err != nil {
-			return 0, 0, err
-		} else if t != "default" {
-			return 0, 0, fmt.Errorf("%s: rope_type %q is not supported (only \"default\")", c.Path, t)
-		}
-		if theta, err = sub.FloatOr(theta, "rope_theta"); err != nil {
-			return 0, 0, err
-		}
-		if partial, err = sub.FloatOr(1, "partial_rotary_factor"); err != nil {
-			return 0, 0, err
-		}
-		return theta, partial, checkRope(c.Path, theta, partial)
-	}
-	if v, ok := c.fields["rope_scaling"]; ok && string(v) != "null" {
-		return 0, 0, fmt.Errorf("%s: rope_scaling is not supported", c.Path)
-	}
-	if theta, err = c.FloatOr(theta, "rope_theta", "rotary_emb_base"); err != nil {
-		return 0, 0, err
-	}
-	if partial, err = c.FloatOr(1, "partial_rotary_factor", "rotary_pct"); err != nil {
-		return 0, 0, err
-	}
-	return theta, partial, checkRope(c.Path, theta, partial)
+// Present reports whether name is a key of the object, even with a null
+// value (transformers tells a missing key from a null one in places).
+func (c *Config) Present(name string) bool {
+	_, ok := c.fields[name]
+	return ok
 }
 
-func checkRope(path string, theta, partial float64) error {
-	if theta <= 0 {
-		return fmt.Errorf("%s: rope_theta must be positive, got %v", path, theta)
+// Keys returns the object's keys in no particular order.
+func (c *Config) Keys() []string {
+	keys := make([]string, 0, len(c.fields))
+	for k := range c.fields {
+		keys = append(keys, k)
 	}
-	if partial <= 0 || partial > 1 {
-		return fmt.Errorf("%s: partial_rotary_factor must be in (0, 1], got %v", path, partial)
-	}
-	return nil
+	return keys
 }
+
+// Object reads the nested JSON object name as a Config of its own, whose
+// errors name the file and the path to the field ("config.json:
+// rope_parameters.full_attention: field ..."). ok is false when the field
+// is absent or null.
+func (c *Config) Object(name string) (sub *Config, ok bool, err error) {
+	v, present := c.fields[name]
+	if !present || string(v) == "null" {
+		return nil, false, nil
+	}
+	sub = &Config{Path: c.Path + ": " + name, ModelType: c.ModelType, file: c.Path}
+	if c.file != "" {
+		sub.Path, sub.file = c.Path+"."+name, c.file
+	}
+	if err := json.Unmarshal(v, &sub.fields); err != nil || sub.fields == nil {
+		return nil, false, fmt.Errorf("%s: field %q must be an object, got %s", c.Path, name, v)
+	}
+	return sub, true, nil
+}
+
+// Floats reads a required list of numbers.
+func (c *Config) Floats(names ...string) ([]float64, error) {
+	n, v, ok := c.lookup(names)
+	if !ok {
+		return nil, c.missing(names)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(v, &raw); err != nil {
+		return nil, fmt.Errorf("%s: field %q must be a list of numbers, got %s", c.Path, n, v)
+	}
+	out := make([]float64, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal(r, &out[i]); err != nil || math.IsNaN(out[i]) || math.IsInf(out[i], 0) {
+			return nil, fmt.Errorf("%s: field %q must be a list of numbers, element %d is %s", c.Path, n, i, r)
+		}
+	}
+	return out, nil
+}
+
+// Strings reads a required list of strings.
+func (c *Config) Strings(names ...string) ([]string, error) {
+	n, v, ok := c.lookup(names)
+	if !ok {
+		return nil, c.missing(names)
+	}
+	var out []string
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, fmt.Errorf("%s: field %q must be a list of strings, got %s", c.Path, n, v)
+	}
+	return out, nil
+}
+

@@ -132,8 +132,24 @@ func Export(src, out string) error {
 		tensors = append(tensors, checkpoint.WriteTensor{Name: names.Embed, DType: checkpoint.F32, Shape: []int{t.Rows, t.Cols}, Data: f32Bytes(t.Dequantize())})
 		cfg["tie_word_embeddings"] = false
 	}
+	offsets := normOffsets(m)
 	for _, name := range st.Names() {
 		if replaced[name] {
+			continue
+		}
+		if off, ok := offsets[name]; ok { // llmq holds 1 + w; the checkpoint w
+			v, info, err := st.Float32(name)
+			if err != nil {
+				return err
+			}
+			for i := range v {
+				v[i] -= off
+			}
+			t := checkpoint.WriteTensor{Name: name, DType: checkpoint.F32, Shape: info.Shape, Data: f32Bytes(v)}
+			if narrow != "" {
+				t = narrowTensor(t, narrow)
+			}
+			tensors = append(tensors, t)
 			continue
 		}
 		raw, info, err := st.Raw(name)
@@ -166,6 +182,27 @@ func Export(src, out string) error {
 		}
 		return copySidecars(src, tmp)
 	})
+}
+
+// normOffsets maps the weight tensor of every (Offset + w) norm of m
+// (Gemma's) to its offset: llmq's folders store the weight applied, the
+// checkpoint format w.
+func normOffsets(m *model.Model) map[string]float32 {
+	out := map[string]float32{}
+	add := func(module string, n nn.Norm) {
+		if r, ok := n.(*nn.RMSNorm); ok && r.Offset != 0 {
+			out[module+".weight"] = r.Offset
+		}
+	}
+	for l, b := range m.Blocks {
+		for _, p := range b.Norms() {
+			add(m.LinearName(l, p.Role), *p.Norm)
+		}
+	}
+	if names, ok := m.TensorNames(); ok && m.Norm != nil {
+		add(names.Norm, m.Norm)
+	}
+	return out
 }
 
 func hasTensor(st *checkpoint.Store, name string) bool {

@@ -224,6 +224,7 @@ func compareWithLLMQ(t *testing.T, qdir, out string, f *Folder) {
 			fusedPart[p] = true
 		}
 	}
+	offsets := normOffsets(m) // Gemma's norms: llmq holds 1 + w, the export w
 	for _, name := range src.Names() {
 		if i := strings.LastIndex(name, "."); i > 0 && (byName[name[:i]] != nil || fusedPart[name[:i]]) {
 			continue
@@ -231,6 +232,9 @@ func compareWithLLMQ(t *testing.T, qdir, out string, f *Folder) {
 		a, _, err := src.Float32(name)
 		if err != nil {
 			t.Fatal(err)
+		}
+		for i := range a {
+			a[i] -= offsets[name]
 		}
 		b, _, err := dst.Float32(name)
 		if err != nil {

@@ -1,9 +1,6 @@
 package model
 
-import (
-	"llmq/checkpoint"
-	"llmq/nn"
-)
+import "llmq/checkpoint"
 
 // Gemma 3 (Gemma Team 2025), text decoder: Gemma 2's blocks (sandwich
 // norms, (1 + w) RMSNorm, √hidden-scaled embeddings, query_pre_attn_scalar)
@@ -33,12 +30,6 @@ func loadGemma3(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 	d.qkNorm = true
 	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, d.HeadDim, gemmaNames.Embed); err != nil {
 		return nil, err
-	}
-	if base, err := cfg.FloatOr(0, "rope_local_base_freq"); err != nil {
-		return nil, err
-	} else if base > 0 && d.ropes[slidingAttention] != nil {
-		r := d.ropes[slidingAttention]
-		d.ropes[slidingAttention] = nn.NewRope(r.HeadDim, r.RotDim, base, false, d.MaxPos, r.RoundFreq)
 	}
 	return d.bind(w)
 }

@@ -40,13 +40,9 @@ func loadGPTNeoX(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	theta, partial, err := cfg.Rope(10000)
+	rope, err := ropeFor(cfg, "", h.HeadDim, 10000, ropeRounding(cfg, w, "gpt_neox.embed_in.weight"))
 	if err != nil {
 		return nil, err
-	}
-	rotDim := int(float64(h.HeadDim) * partial)
-	if rotDim < 2 || rotDim%2 != 0 {
-		return nil, fmt.Errorf("%s: rotary dimension %d (head_dim %d × %v) must be even and ≥ 2", cfg.Path, rotDim, h.HeadDim, partial)
 	}
 	parallel, err := cfg.BoolOr(true, "use_parallel_residual")
 	if err != nil {
@@ -67,7 +63,7 @@ func loadGPTNeoX(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 
 	b := newBinder(w)
 	H, F, D := h.Hidden, h.Intermediate, h.HeadDim
-	m := &Model{Hyper: h, Rope: nn.NewRope(D, rotDim, theta, false, h.MaxPos, ropeRounding(cfg, w, "gpt_neox.embed_in.weight"))}
+	m := &Model{Hyper: h, Rope: rope}
 	m.Embed = b.get("gpt_neox.embed_in.weight", h.Vocab, H)
 	for l := 0; l < h.Layers; l++ {
 		p := fmt.Sprintf("gpt_neox.layers.%d", l)

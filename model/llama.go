@@ -251,8 +251,10 @@ func (d *decoder) bind(w checkpoint.Tensors) (*Model, error) {
 		nm := b.rmsNorm(name, width, d.eps)
 		if r, ok := nm.(*nn.RMSNorm); ok && d.normOffset != 0 && r.W != nil {
 			r.Offset = d.normOffset
-			for i := range r.W {
-				r.W[i] += d.normOffset
+			if !b.normsApplied() {
+				for i := range r.W {
+					r.W[i] += d.normOffset
+				}
 			}
 		}
 		return nm

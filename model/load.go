@@ -183,6 +183,23 @@ type Deferring interface {
 	Deferred(name string) bool
 }
 
+// NormsApplied is the "llmq.norms" metadata value of a folder whose norm
+// tensors hold the weight applied — 1 + w for a (1 + w) norm — rather
+// than the checkpoint's w (see AppliedNorms).
+const NormsApplied = "applied"
+
+// AppliedNorms is implemented by tensor sources whose (1 + w) norms are
+// stored as the weight applied (llmq's quantized folders), so binding adds
+// no offset.
+type AppliedNorms interface {
+	NormsApplied() bool
+}
+
+func (b *binder) normsApplied() bool {
+	a, ok := b.w.(AppliedNorms)
+	return ok && a.NormsApplied()
+}
+
 func (b *binder) deferred(name string) bool {
 	d, ok := b.w.(Deferring)
 	return ok && d.Deferred(name)

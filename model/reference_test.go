@@ -13,7 +13,7 @@ import (
 // every hidden state with the float64 outputs HF transformers computed from
 // the same stored weights.
 func TestTransformersReference(t *testing.T) {
-	for _, name := range []string{"tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-gpt2", "tiny-gptneox", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
+	for _, name := range []string{"tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-gpt2", "tiny-gptneox", "tiny-llama3", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
 		t.Run(name, func(t *testing.T) {
 			dir := shared.Path(t, "models", name)
 			// The references in ../shared were computed with RoPE

@@ -160,6 +160,9 @@ func ggufLlama(m *model.Model) error {
 	if m.Rope == nil || m.Rope.RotDim != m.HeadDim {
 		return fmt.Errorf("GGUF export needs full rotary embeddings")
 	}
+	if t := m.Rope.Scaling.Type; t != "" && t != "default" {
+		return fmt.Errorf("GGUF export writes unscaled RoPE only; this model's rope_type is %q", t)
+	}
 	if _, ok := m.Norm.(*nn.RMSNorm); !ok {
 		return fmt.Errorf("GGUF export needs an RMSNorm final norm")
 	}

@@ -158,6 +158,9 @@ func (q *qstore) weightOf(name string) (nn.Linear, bool) {
 // Deferred tells the family binder not to read the weights of stored
 // layers (and an embedding served by a quantized head): Load puts the
 // layers themselves in place afterwards.
+// NormsApplied: see model.AppliedNorms.
+func (q *qstore) NormsApplied() bool { return q.Metadata()["llmq.norms"] == model.NormsApplied }
+
 func (q *qstore) Deferred(name string) bool {
 	_, ok := q.weightOf(name)
 	return ok

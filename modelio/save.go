@@ -17,6 +17,8 @@
 //	NAME.input_scale       F32 [1]  static activation scale (+ input_zero_point)
 //	NAME.lorc_a, NAME.lorc_b  F32  LoRC factors (A: out × r, B: r × in)
 //
+// Norms hold the weight they apply: for Gemma's (1 + w) norms that is
+// 1 + w, and "llmq.norms": "applied" says so.
 // The safetensors metadata entry "llmq.layers" maps each non-FP linear to
 // its kind and formats (quant.Spec strings), so loading needs no recipe.
 // When a recipe quantized a head tied to the embedding, the embedding
@@ -150,6 +152,9 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 			return fmt.Errorf("block %d: attention quantization without a description cannot be saved", i)
 		}
 	}
+	if w.offsetNorms {
+		meta["llmq.norms"] = model.NormsApplied
+	}
 	if len(attn) > 0 {
 		raw, err := json.Marshal(attn)
 		if err != nil {
@@ -197,8 +202,9 @@ func writeFolder(tmp, srcDir string, tensors []checkpoint.WriteTensor, meta map[
 
 // tensorWriter collects tensors to write; the first error sticks.
 type tensorWriter struct {
-	tensors []checkpoint.WriteTensor
-	err     error
+	tensors     []checkpoint.WriteTensor
+	err         error
+	offsetNorms bool // a (1 + w) norm was written as its applied weight
 }
 
 func (w *tensorWriter) add(name string, dt checkpoint.DType, shape []int, data []byte) {
@@ -216,14 +222,13 @@ func (w *tensorWriter) f32(name string, v []float32, shape ...int) {
 func (w *tensorWriter) norm(module string, n nn.Norm) {
 	switch v := n.(type) {
 	case *nn.RMSNorm:
-		stored := v.W
-		if v.Offset != 0 { // the checkpoint's w of a (Offset + w) norm
-			stored = make([]float32, len(v.W))
-			for i, x := range v.W {
-				stored[i] = x - v.Offset
-			}
+		// The weight applied, also for Gemma's (1 + w) norms: w = W − 1
+		// would not give W back bit for bit after smoothing scaled it
+		// (llmq.norms in the metadata says so; exports write w).
+		w.f32(module+".weight", v.W, len(v.W))
+		if v.Offset != 0 {
+			w.offsetNorms = true
 		}
-		w.f32(module+".weight", stored, len(v.W))
 	case *nn.LayerNorm:
 		w.f32(module+".weight", v.W, len(v.W))
 		w.f32(module+".bias", v.B, len(v.B))

@@ -92,6 +92,9 @@ func newF64Model(m *model.Model, eps float64) (*f64Model, error) {
 	if m.Rope == nil || m.Rope.RotDim != m.HeadDim || m.Rope.HeadDim != m.HeadDim {
 		return nil, fmt.Errorf("--float64: only full rotary embeddings over the whole head are covered")
 	}
+	if t := m.Rope.Scaling.Type; t != "" && t != "default" {
+		return nil, fmt.Errorf("--float64: RoPE scaling (rope_type %q) is not covered", t)
+	}
 	norm, ok := m.Norm.(*nn.RMSNorm)
 	if !ok {
 		return nil, fmt.Errorf("--float64: the final norm is %T, only RMSNorm is covered", m.Norm)
