@@ -223,4 +223,3 @@ func (c *Config) Strings(names ...string) ([]string, error) {
 	}
 	return out, nil
 }
-
