@@ -138,7 +138,7 @@ func (s hfSpec) json(t *testing.T) []byte {
 
 func (s hfSpec) load(t *testing.T) *ByteLevelBPE {
 	t.Helper()
-	tok, err := parseByteLevelBPE(s.json(t))
+	tok, err := parseHuggingFace(s.json(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestByteLevelRoundTrip(t *testing.T) {
 		{extra: []string{"he", "Ġt", "Ġthe", "the"}, merges: []string{"h e", "Ġ t", "Ġt he", "t he"}},
 		{preTokenizer: map[string]any{"type": "Sequence", "pretokenizers": []any{
 			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": llama3Pattern}, "behavior": "Isolated"},
-			map[string]any{"type": "ByteLevel", "use_regex": false},
+			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false},
 		}}},
 	} {
 		tok := spec.load(t)
@@ -246,7 +246,7 @@ func TestByteLevelMergeFormats(t *testing.T) {
 	}
 	doc["model"].(map[string]any)["merges"] = [][]string{{"a", "b"}}
 	data, _ := json.Marshal(doc)
-	tok, err := parseByteLevelBPE(data)
+	tok, err := parseHuggingFace(data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,18 +263,18 @@ func TestByteLevelErrors(t *testing.T) {
 	}{
 		{"not json", []byte("{"), "not a tokenizer.json"},
 		{"wordpiece", hfSpec{modelType: "WordPiece"}.json(t), "only BPE"},
-		{"normalizer", hfSpec{normalizer: map[string]any{"type": "NFC"}}.json(t), "normalizer"},
+		{"normalizer", hfSpec{normalizer: map[string]any{"type": "Lowercase"}}.json(t), `normalizer type "Lowercase" is not supported`},
 		{"unknown regex", hfSpec{preTokenizer: map[string]any{"type": "Sequence", "pretokenizers": []any{
 			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": `\w+`}, "behavior": "Isolated"},
 			map[string]any{"type": "ByteLevel", "use_regex": false},
 		}}}.json(t), "regex"},
-		{"metaspace", hfSpec{preTokenizer: map[string]any{"type": "Metaspace"}}.json(t), "not supported"},
+		{"whitespace", hfSpec{preTokenizer: map[string]any{"type": "Whitespace"}}.json(t), `pre_tokenizer type "Whitespace" is not supported`},
 		{"merge out of vocab", hfSpec{merges: []string{"a b"}}.json(t), "missing from the vocabulary"},
 		{"malformed merge", hfSpec{merges: []string{"ab"}}.json(t), "left right"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := LoadByteLevelBPE(writeTemp(t, "tokenizer.json", c.data))
+			_, err := LoadHuggingFace(writeTemp(t, "tokenizer.json", c.data))
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, c.wantErr)
 			}
@@ -299,7 +299,7 @@ func TestByteLevelSpecialIDs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := LoadByteLevelBPE(filepath.Join(dir, "tokenizer.json"))
+	tok, err := LoadHuggingFace(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestFromDir(t *testing.T) {
 	}
 }
 
-// FuzzByteLevel checks that both pre-tokenizers partition their input into
+// FuzzByteLevel checks that the regex pre-tokenizers partition their input into
 // non-empty pieces and that a byte-level tokenizer round-trips any string.
 func FuzzByteLevel(f *testing.F) {
 	for _, s := range roundTripTexts {
@@ -367,7 +367,7 @@ func FuzzByteLevel(f *testing.F) {
 		if tok == nil {
 			tok = hfSpec{extra: []string{"he", "Ġt", "Ġthe", "the"}, merges: []string{"h e", "Ġ t", "Ġt he", "t he"}}.load(t)
 		}
-		for name, split := range map[string]func(string, []string) []string{"gpt2": splitGPT2, "llama3": splitLlama3} {
+		for name, split := range map[string]func(string, []string) []string{"gpt2": splitGPT2, "llama3": splitLlama3, "qwen2": splitQwen2, "qwen35": splitQwen35} {
 			parts := split(s, nil)
 			if strings.Join(parts, "") != s || slices.Contains(parts, "") {
 				t.Fatalf("%s split of %q = %q", name, s, parts)

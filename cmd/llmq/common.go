@@ -33,16 +33,11 @@ func loadModel(path string) (*model.Model, error) {
 
 // loadTokenizer finds the tokenizer of a model: in its folder
 // (tokenizer.model or tokenizer.json), or tokenizer.bin beside a llama2.c
-// checkpoint; --tokenizer overrides.
+// checkpoint; --tokenizer overrides with a folder or a tokenizer.json,
+// tokenizer.model or tokenizer.bin file (tokenizer.Load tells them apart).
 func loadTokenizer(modelPath, override string) (tokenizer.Tokenizer, error) {
 	if override != "" {
-		if filepath.Ext(override) == ".bin" {
-			return sentencePiece(tokenizer.LoadLlama2C(override))
-		}
-		if st, err := os.Stat(override); err == nil && st.IsDir() {
-			return tokenizer.FromDir(override)
-		}
-		return sentencePiece(tokenizer.LoadSentencePiece(override))
+		return tokenizer.Load(override)
 	}
 	if modelio.IsGGUF(modelPath) {
 		return sentencePiece(modelio.GGUFTokenizer(modelPath)) // the vocabulary travels in the file
