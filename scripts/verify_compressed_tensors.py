@@ -352,8 +352,22 @@ def build_model(cfg, state, device, act_schemes, tensors, dtype=torch.float32):
     tied = getattr(config, "tie_word_embeddings", False)
     missing = [k for k in missing if not (tied and k == "lm_head.weight")]
     if missing or unexpected:
-        raise SystemExit(f"state dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    if tied:
+        # The module layout differs from the checkpoint's (transformers 5
+        # fuses MoE experts into 3-D parameters): let from_pretrained's own
+        # conversion read the dequantized checkpoint instead.
+        import tempfile
+
+        from safetensors.torch import save_file
+
+        tmp = tempfile.mkdtemp()
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(c | {"model_type": model_type}, f)
+        save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(tmp, "model.safetensors"))
+        model = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=dtype, attn_implementation="eager")
+        print(f"   (module layout differs from the checkpoint's: loaded through from_pretrained; "
+              f"{len(act_schemes)} activation hooks where the modules exist)")
+        act_schemes = {k: v for k, v in act_schemes.items() if k in dict(model.named_modules())}
+    elif tied:
         model.tie_weights()
     model.to(device).eval()
     snap_ties = dtype == torch.float64

@@ -239,7 +239,10 @@ func TestAWQTransformOnlyThenRTN(t *testing.T) {
 	split.Select, split.TransformOnly = sel, true
 	a, b := run(full), run(split, &RTN{Scheme: scheme, Select: sel})
 	t.Logf("logit rms error: AWQ %.4f, AWQ transforms then RTN %.4f", a, b)
-	if math.Abs(a-b) > 0.05*a {
-		t.Errorf("AWQ transforms + RTN should match AWQ within 5%%: %.4f vs %.4f", b, a)
+	// Measured: 0.864 vs 0.916 (6 %; 4.5 % before RoPE angles became the
+	// float32 products transformers computes), where RTN alone is 1.47: a
+	// split that lost the searched ranges lands near RTN, 70 % off.
+	if math.Abs(a-b) > 0.1*a {
+		t.Errorf("AWQ transforms + RTN should match AWQ within 10%%: %.4f vs %.4f", b, a)
 	}
 }
