@@ -19,7 +19,7 @@ var reference bool
 // loadModel loads a model and reports how long it took.
 func loadModel(path string) (*model.Model, error) {
 	if path == "" {
-		return nil, fmt.Errorf("--model is required (a Hugging Face folder or a llama2.c .bin file)")
+		return nil, usagef("--model is required (a Hugging Face folder, an llmq quantized folder, a GGUF file or a llama2.c .bin file)")
 	}
 	start := time.Now()
 	m, err := modelio.LoadWith(path, modelio.Options{Reference: reference})
@@ -82,6 +82,15 @@ func defaultData() string {
 		return filepath.Join(d, "data", "wikitext-2", "wiki.test.tokens")
 	}
 	return ""
+}
+
+// sharedMissing says where the default data files were looked for.
+func sharedMissing() string {
+	if d := os.Getenv("LLMQ_SHARED"); d != "" {
+		return fmt.Sprintf("the default is read from $LLMQ_SHARED (%s), which has no data/wikitext-2", d)
+	}
+	wd, _ := os.Getwd()
+	return fmt.Sprintf("the default comes from the shared reference folder, found through $LLMQ_SHARED (not set) or as ../shared beside the llmq source tree holding the working folder (%s is in none)", wd)
 }
 
 // encodeWithBOS is the evaluation protocol's token stream: BOS, then the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,6 +25,9 @@ import (
 // --type: f16 for an FP model, q8_0 or q4_0 for a quantized folder whose
 // weights have 8 or at most 4 bits.
 func exportGGUF(o exportOptions) error {
+	if err := checkOutputFile("--out", o.out, o.force, modelInputs(o.model)); err != nil {
+		return err
+	}
 	m, err := modelio.LoadWith(o.model, modelio.Options{Reference: true})
 	if err != nil {
 		return err
@@ -45,8 +49,10 @@ func exportGGUF(o exportOptions) error {
 		fmt.Fprintf(os.Stderr, "note: %s\n", n)
 	}
 	var counts []string
+	byType := map[string]int{}
 	for t, n := range rep.Tensors {
 		counts = append(counts, fmt.Sprintf("%d %v", n, t))
+		byType[t.String()] = n
 	}
 	sort.Strings(counts)
 	st, err := os.Stat(o.out)
@@ -54,6 +60,16 @@ func exportGGUF(o exportOptions) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s (%s tensors; %.1f MiB)\n", o.out, strings.Join(counts, ", "), float64(st.Size())/(1<<20))
+	if o.json {
+		notes := rep.Notes
+		if notes == nil {
+			notes = []string{}
+		}
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{
+			"model": o.model, "format": "gguf", "out": o.out, "type": typ.String(), "bytes": st.Size(),
+			"tensors": byType, "vocabulary": tok != nil, "notes": notes,
+		})
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -23,7 +24,7 @@ func init() {
 	var modelPath, recipeName, tokPath, out, calibData, data *string
 	var samples, seqlen, sensWindows, sensSeqlen, top *int
 	var seed *uint64
-	var randomCalib, perLinear *bool
+	var randomCalib, perLinear, asJSON *bool
 	var ratio *float64
 	commands = append(commands, &command{
 		name:    "inspect",
@@ -71,22 +72,27 @@ Example:
 			perLinear = fs.Bool("per-linear", false, "measure the sensitivity of each linear alone instead of each block (7× the work on Llama)")
 			top = fs.Int("top", inspect.DefaultTopK, "top channels listed per linear input")
 			ratio = fs.Float64("outlier-ratio", inspect.DefaultOutlierRatio, "flag channels whose max |x| is at least this many times the median channel's")
+			asJSON = fs.Bool("json", false, "print the report's summary (recurring outlier channels, sensitivity) as JSON on stdout")
+			atLeast(fs, 1, "calib-samples", "calib-seqlen", "top")
+			atLeast(fs, 0, "sens-windows")
+			atLeast(fs, 2, "sens-seqlen")
+			positive(fs, "outlier-ratio")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q", args)
 			}
 			if *modelPath == "" {
-				return fmt.Errorf("--model is required (an unquantized Hugging Face folder or a llama2.c .bin file)")
+				return usagef("--model is required (an unquantized Hugging Face folder or a llama2.c .bin file)")
 			}
 			if *out == "" {
-				return fmt.Errorf("--out is required (the HTML report to write)")
+				return usagef("--out is required (the HTML report to write)")
 			}
-			if *samples <= 0 || *seqlen <= 0 || *sensWindows < 0 || *sensSeqlen < 2 || *top <= 0 || *ratio <= 0 {
-				return fmt.Errorf("--calib-samples, --calib-seqlen, --top and --outlier-ratio must be positive, --sens-windows not negative and --sens-seqlen at least 2")
-			}
-			if st, err := os.Stat(filepath.Dir(*out)); err != nil || !st.IsDir() {
-				return fmt.Errorf("--out %s: folder %s does not exist", *out, filepath.Dir(*out))
+			// A report is rewritten on each run, but never over a folder or
+			// one of the files the run reads.
+			inputs := append(modelInputs(*modelPath), *calibData, *data, *recipeName)
+			if err := checkOutputFile("--out", *out, true, inputs); err != nil {
+				return err
 			}
 			if _, err := recipe.Load(*recipeName); err != nil { // fail before loading anything
 				return err
@@ -165,11 +171,55 @@ Example:
 				return err
 			}
 			printInspectSummary(rep)
-			st, _ := os.Stat(*out)
+			st, err := os.Stat(*out)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(os.Stderr, "wrote %s (%.0f KiB) in %v\n", *out, float64(st.Size())/1024, rep.Elapsed.Round(1e8))
+			if *asJSON {
+				return json.NewEncoder(os.Stdout).Encode(inspectJSON(rep, *out, st.Size()))
+			}
 			return nil
 		},
 	})
+}
+
+// inspectJSON is the summary --json prints: what the report's top says.
+func inspectJSON(rep *inspect.Report, out string, size int64) map[string]any {
+	type channel struct {
+		Index    int     `json:"index"`
+		Count    int     `json:"count"`
+		Of       int     `json:"of"`
+		MaxRatio float64 `json:"max_ratio"`
+	}
+	recurring := []channel{}
+	for _, r := range rep.Recurring {
+		if len(recurring) == 10 {
+			break
+		}
+		recurring = append(recurring, channel{r.Index, r.Count, r.Of, r.MaxRatio})
+	}
+	j := map[string]any{
+		"model": rep.Model, "arch": rep.Arch, "recipe": rep.Recipe, "stages": rep.Stages, "out": out, "bytes": size,
+		"seconds": rep.Elapsed.Seconds(), "calib_source": rep.CalibSource, "calib_samples": rep.CalibSeqs,
+		"calib_seqlen": rep.CalibLen, "recurring_channels": recurring,
+	}
+	if s := rep.Sensitivity; s != nil {
+		type part struct {
+			Name string  `json:"name"`
+			KL   float64 `json:"kl"`
+			PPL  float64 `json:"ppl"`
+		}
+		parts := []part{}
+		for _, d := range s.Parts {
+			parts = append(parts, part{d.Name, d.KL, d.PPL})
+		}
+		j["sensitivity"] = map[string]any{
+			"source": rep.EvalSource, "windows": s.Windows, "seqlen": s.SeqLen, "per_linear": s.PerLinear,
+			"ppl_base": s.BasePPL, "ppl": s.Full.PPL, "kl": s.Full.KL, "parts": parts,
+		}
+	}
+	return j
 }
 
 // printInspectSummary tells on stderr what the report's top says.
