@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"llmq/checkpoint"
 	"llmq/internal/shared"
 	"llmq/model"
 	"llmq/modelio"
@@ -21,6 +22,9 @@ func loadModel(path string) (*model.Model, error) {
 	if path == "" {
 		return nil, usagef("--model is required (a Hugging Face folder, an llmq quantized folder, a GGUF file or a llama2.c .bin file)")
 	}
+	if err := checkModelFolder(path); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	m, err := modelio.LoadWith(path, modelio.Options{Reference: reference})
 	if err != nil {
@@ -29,6 +33,26 @@ func loadModel(path string) (*model.Model, error) {
 	fmt.Fprintf(os.Stderr, "loaded %s (%s, %d layers, hidden %d, %.1fM parameters) in %v\n",
 		path, m.Arch, m.Layers, m.Hidden, float64(m.NumParams())/1e6, time.Since(start).Round(time.Millisecond))
 	return m, nil
+}
+
+// checkModelFolder compares a model folder's config.json with the layers
+// its weights hold, before the loader allocates anything from the config
+// (the config's hyper-parameters are checked as it is parsed).
+func checkModelFolder(path string) error {
+	cfgPath := filepath.Join(path, "config.json")
+	if st, err := os.Stat(path); err != nil || !st.IsDir() || !fileExists(cfgPath) {
+		return nil // not a folder with a config: the loader says what it is
+	}
+	cfg, err := checkpoint.ReadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	store, err := checkpoint.OpenDir(path)
+	if err != nil {
+		return nil // the loader reports unreadable weights
+	}
+	defer store.Close()
+	return checkpoint.CheckLayers(cfg, store.Names())
 }
 
 // loadTokenizer finds the tokenizer of a model: in its folder

@@ -69,6 +69,9 @@ Example:
 			if err != nil {
 				return err
 			}
+			if m.Pos == nil && m.MaxPos > 0 && *seqlen > m.MaxPos {
+				fmt.Fprintf(os.Stderr, "warning: --seqlen %d exceeds the model's context of %d positions (max_position_embeddings): the perplexity measures extrapolation beyond it\n", *seqlen, m.MaxPos)
+			}
 			if *ggufRound != "" {
 				typ, err := gguf.ParseType(*ggufRound)
 				if err != nil {

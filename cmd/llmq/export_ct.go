@@ -15,6 +15,9 @@ func exportCompressedTensors(o exportOptions) error {
 	if o.typ != "" {
 		return fmt.Errorf("--type applies to --format gguf; compressed-tensors takes its formats from the quantized folder")
 	}
+	if err := checkModelFolder(o.model); err != nil {
+		return err
+	}
 	if err := ctensors.Export(o.model, o.out); err != nil {
 		return err
 	}

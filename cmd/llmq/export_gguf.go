@@ -28,6 +28,9 @@ func exportGGUF(o exportOptions) error {
 	if err := checkOutputFile("--out", o.out, o.force, modelInputs(o.model)); err != nil {
 		return err
 	}
+	if err := checkModelFolder(o.model); err != nil {
+		return err
+	}
 	m, err := modelio.LoadWith(o.model, modelio.Options{Reference: true})
 	if err != nil {
 		return err

@@ -304,3 +304,55 @@ func TestExportGGUFOutputSafety(t *testing.T) {
 		t.Errorf("--force with compressed-tensors: exit %d, %q", code, stderr)
 	}
 }
+
+// A config.json that contradicts its weights, or holds a value that would
+// compute NaN or allocate without bound, is refused before loading.
+func TestBadConfigRefused(t *testing.T) {
+	tiny := shared.Path(t, "models", "tiny-llama")
+	raw, err := os.ReadFile(filepath.Join(tiny, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		field string
+		value any
+		want  string
+	}{
+		{"num_hidden_layers", 2, "layers 2…2 would be left out"},
+		{"num_hidden_layers", 1e9, "num_hidden_layers"},
+		{"num_hidden_layers", 5, "only 3 layers"},
+		{"rms_norm_eps", -1, "rms_norm_eps"},
+		{"max_position_embeddings", 1e12, "max_position_embeddings"},
+	}
+	for _, c := range cases {
+		dir := filepath.Join(t.TempDir(), "m")
+		os.Mkdir(dir, 0o755)
+		os.Symlink(filepath.Join(tiny, "model.safetensors"), filepath.Join(dir, "model.safetensors"))
+		changed := map[string]any{}
+		for k, v := range cfg {
+			changed[k] = v
+		}
+		changed[c.field] = c.value
+		b, _ := json.Marshal(changed)
+		os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+		for _, args := range [][]string{
+			{"eval", "--model", dir, "--data", filepath.Join(tiny, "config.json")},
+			{"quantize", "--model", dir, "--recipe", "w8a8", "--out", filepath.Join(t.TempDir(), "q")},
+			{"export", "--model", dir, "--format", "gguf", "--out", filepath.Join(t.TempDir(), "x.gguf")},
+		} {
+			code, _, stderr := runCLI(t, "", args...)
+			if code != exitError || !strings.Contains(stderr, c.want) {
+				t.Errorf("%s %v, llmq %s: exit %d, %q; want %q", c.field, c.value, args[0], code, stderr, c.want)
+			}
+		}
+	}
+	// A window longer than the model's context is a warning.
+	_, _, stderr := runCLI(t, "", "eval", "--model", tiny, "--seqlen", "100000")
+	if !strings.Contains(stderr, "warning: --seqlen 100000 exceeds the model's context") {
+		t.Errorf("no context warning: %q", stderr)
+	}
+}

@@ -173,6 +173,9 @@ Example:
 			// near the live size instead of Go's default 2×.
 			debug.SetGCPercent(25)
 			// Lazily: block weights are read as quantization reaches them.
+			if err := checkModelFolder(*modelPath); err != nil {
+				return err
+			}
 			load := model.LoadLazy
 			if modelio.IsGGUF(*modelPath) {
 				load = modelio.Load // a GGUF file loads whole, dequantized to FP32
