@@ -241,3 +241,26 @@ func TestRecipeBuildTwice(t *testing.T) {
 		}
 	}
 }
+
+// YAML errors give the file's own line and the recipe's own key names,
+// not lines counted from the modifier or Go type names.
+func TestRecipeErrorLines(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme: W8A8\n      colour: blue\n",
+			`r.yaml:5: QuantizationModifier: unknown key "colour" (known keys: config_groups, ignore, kv_cache_scheme, scheme, targets)`},
+		{"s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: abc}\n",
+			`r.yaml:6: QuantizationModifier: config_groups.g.weights.num_bits: "abc" where an integer is expected`},
+		{"s_stage:\n  m_modifiers:\n    GPTQModifier:\n      scheme: W8A8\n\n      # the block\n      block_size: [1]\n",
+			`r.yaml:7: GPTQModifier: block_size: a list where an integer is expected`},
+		{"s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights:\n            num_bits: 4\n\n            colour: 1\n",
+			`r.yaml:9: QuantizationModifier: unknown key "config_groups.g.weights.colour"`},
+		{"s_stage:\n  m_modifiers:\n    LoRCModifier:\n      rank: 8\n      bits: eight\n",
+			`r.yaml:5: LoRCModifier: bits: "eight" where an integer is expected`},
+	}
+	for _, c := range cases {
+		_, err := Parse("r.yaml", []byte(c.yaml))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "recipe.") {
+			t.Errorf("error %v\nwant %s", err, c.want)
+		}
+	}
+}
