@@ -66,6 +66,13 @@ func loadTokenizer(modelPath, override string) (tokenizer.Tokenizer, error) {
 		if st, err := os.Stat(override); err == nil && st.IsDir() {
 			return tokenizer.FromDir(override)
 		}
+		if looksLikeJSON(override) { // tokenizer.json, whatever its name
+			t, err := tokenizer.LoadByteLevelBPE(override)
+			if err != nil {
+				return nil, err
+			}
+			return t, nil
+		}
 		return sentencePiece(tokenizer.LoadSentencePiece(override))
 	}
 	if modelio.IsGGUF(modelPath) {
@@ -85,6 +92,28 @@ func loadTokenizer(modelPath, override string) (tokenizer.Tokenizer, error) {
 	return tok, nil
 }
 
+// looksLikeJSON reports whether a file starts (after white space) with a
+// JSON object: a Hugging Face tokenizer.json, not a SentencePiece model.
+func looksLikeJSON(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 512)
+	n, _ := f.Read(buf)
+	for _, c := range buf[:n] {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
 // sentencePiece converts a loader's result to the interface without turning
 // a nil pointer into a non-nil interface.
 func sentencePiece(t *tokenizer.SentencePiece, err error) (tokenizer.Tokenizer, error) {
@@ -99,11 +128,13 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-// defaultData resolves the default evaluation text: WikiText-2's test split
-// from the shared reference folder.
-func defaultData() string {
+// sharedText resolves a default text file: the named WikiText-2 split
+// (wiki.test.tokens, wiki.valid.tokens) of the shared reference folder,
+// or "" when there is none. The defaults are resolved when a command runs,
+// so its help states them once, in words.
+func sharedText(name string) string {
 	if d := shared.Dir(); d != "" {
-		return filepath.Join(d, "data", "wikitext-2", "wiki.test.tokens")
+		return filepath.Join(d, "data", "wikitext-2", name)
 	}
 	return ""
 }

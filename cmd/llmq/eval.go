@@ -43,7 +43,7 @@ Example:
   llmq eval --model ../shared/models/wiki-llama-25m-outliers --recipe smoothquant-o2 --limit 20`,
 		flags: func(fs *flag.FlagSet) {
 			modelPath = fs.String("model", "", "model folder (config.json + safetensors) or llama2.c .bin file")
-			data = fs.String("data", defaultData(), "text file to score (default: WikiText-2 test split from the shared folder)")
+			data = fs.String("data", "", "text file to score (default: WikiText-2's test split in the shared folder; see LLMQ_SHARED in llmq --help)")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
 			seqlen = fs.Int("seqlen", 512, "window length in tokens")
 			limit = fs.Int("limit", 0, "evaluate only the first N windows (default: all)")
@@ -61,6 +61,9 @@ Example:
 			}
 			if *recipeName != "" && *basePath != "" {
 				return usagef("give --recipe (quantize --model on the fly) or --base (compare with a second model), not both")
+			}
+			if *data == "" {
+				*data = sharedText("wiki.test.tokens")
 			}
 			if *data == "" {
 				return usagef("--data is required: %s", sharedMissing())

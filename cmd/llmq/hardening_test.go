@@ -356,3 +356,53 @@ func TestBadConfigRefused(t *testing.T) {
 		t.Errorf("no context warning: %q", stderr)
 	}
 }
+
+// Each default is stated once in the help, and a missing shared folder is
+// explained: where the default was looked for.
+func TestDefaultsOnceAndExplained(t *testing.T) {
+	for _, c := range commands {
+		_, stdout, _ := runCLI(t, "", "help", c.name)
+		for _, line := range strings.Split(stdout, "\n") {
+			if strings.Contains(line, "(default:") && strings.Contains(line, "(default ") {
+				t.Errorf("llmq help %s: two defaults in %q", c.name, strings.TrimSpace(line))
+			}
+		}
+	}
+	llama := shared.Path(t, "models", "wiki-llama-25m")
+	t.Setenv("LLMQ_SHARED", "")
+	t.Chdir(t.TempDir())
+	code, _, stderr := runCLI(t, "", "eval", "--model", llama)
+	if code != exitUsage || !strings.Contains(stderr, "LLMQ_SHARED") || !strings.Contains(stderr, "../shared") {
+		t.Errorf("eval outside the tree: exit %d, %q", code, stderr)
+	}
+}
+
+// --tokenizer FILE is parsed by its content: a tokenizer.json under any
+// name is not read as SentencePiece.
+func TestTokenizerByContent(t *testing.T) {
+	// GPT-2's byte-to-character table: printable bytes stand for
+	// themselves, the others for U+0100 onwards.
+	vocab := map[string]int{}
+	n := 0
+	for b := 0; b < 256; b++ {
+		if b >= '!' && b <= '~' || b >= 0xA1 && b <= 0xAC || b >= 0xAE {
+			vocab[string(rune(b))] = b
+		} else {
+			vocab[string(rune(256+n))] = b
+			n++
+		}
+	}
+	doc := map[string]any{
+		"version": "1.0", "added_tokens": []any{}, "normalizer": nil,
+		"pre_tokenizer": map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+		"model":         map[string]any{"type": "BPE", "vocab": vocab, "merges": []string{}, "unk_token": nil},
+		"decoder":       map[string]any{"type": "ByteLevel"},
+	}
+	raw, _ := json.Marshal(doc)
+	path := filepath.Join(t.TempDir(), "my-tokenizer")
+	os.WriteFile(path, append([]byte("\n  "), raw...), 0o644)
+	code, stdout, stderr := runCLI(t, "ab", "tokenize", "--tokenizer", path, "--no-bos")
+	if code != 0 || stdout != "97 98\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

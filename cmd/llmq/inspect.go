@@ -15,7 +15,6 @@ import (
 	"llmq/eval"
 	"llmq/inspect"
 	"llmq/internal/progress"
-	"llmq/internal/shared"
 	"llmq/model"
 	"llmq/recipe"
 )
@@ -52,21 +51,16 @@ calibrated on random token ids with --calib-random.
 Example:
   llmq inspect --model ../shared/models/wiki-llama-25m-outliers --recipe smoothquant-o2 --out report.html`,
 		flags: func(fs *flag.FlagSet) {
-			defCalib, defData := "", ""
-			if d := shared.Dir(); d != "" {
-				defCalib = filepath.Join(d, "data", "wikitext-2", "wiki.valid.tokens")
-				defData = filepath.Join(d, "data", "wikitext-2", "wiki.test.tokens")
-			}
 			modelPath = fs.String("model", "", "model folder (config.json + safetensors) or llama2.c .bin file, unquantized")
 			recipeName = fs.String("recipe", inspect.DefaultRecipe, "recipe YAML file or preset whose quantization is measured")
 			out = fs.String("out", "", "HTML file to write")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
-			calibData = fs.String("calib-data", defCalib, "calibration text (default: WikiText-2 validation split)")
+			calibData = fs.String("calib-data", "", "calibration text (default: WikiText-2's validation split in the shared folder)")
 			samples = fs.Int("calib-samples", 16, "number of calibration sequences")
 			seqlen = fs.Int("calib-seqlen", 256, "tokens per calibration sequence")
 			seed = fs.Uint64("seed", 0, "seed for choosing calibration windows")
 			randomCalib = fs.Bool("calib-random", false, "calibrate (and measure sensitivity) on uniformly random token ids instead of text (models without a tokenizer)")
-			data = fs.String("data", defData, "text the sensitivity is measured on (default: WikiText-2 test split)")
+			data = fs.String("data", "", "text the sensitivity is measured on (default: WikiText-2's test split in the shared folder)")
 			sensWindows = fs.Int("sens-windows", 4, "windows of --data for the sensitivity (0 skips it)")
 			sensSeqlen = fs.Int("sens-seqlen", 256, "tokens per sensitivity window")
 			perLinear = fs.Bool("per-linear", false, "measure the sensitivity of each linear alone instead of each block (7× the work on Llama)")
@@ -87,6 +81,12 @@ Example:
 			}
 			if *out == "" {
 				return usagef("--out is required (the HTML report to write)")
+			}
+			if *calibData == "" {
+				*calibData = sharedText("wiki.valid.tokens")
+			}
+			if *data == "" {
+				*data = sharedText("wiki.test.tokens")
 			}
 			// A report is rewritten on each run, but never over a folder or
 			// one of the files the run reads.

@@ -5,14 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"llmq/calib"
 	"llmq/internal/progress"
-	"llmq/internal/shared"
 	"llmq/internal/sysinfo"
 	"llmq/model"
 	"llmq/modelio"
@@ -30,12 +28,8 @@ type calibFlags struct {
 }
 
 func addCalibFlags(fs *flag.FlagSet) *calibFlags {
-	def := ""
-	if d := shared.Dir(); d != "" {
-		def = filepath.Join(d, "data", "wikitext-2", "wiki.valid.tokens")
-	}
 	cf := &calibFlags{
-		data:    fs.String("calib-data", def, "calibration text (default: WikiText-2 validation split; never the test split)"),
+		data:    fs.String("calib-data", "", "calibration text (default: WikiText-2's validation split in the shared folder, never the test split; see LLMQ_SHARED in llmq --help)"),
 		samples: fs.Int("calib-samples", 128, "number of calibration sequences"),
 		seqlen:  fs.Int("calib-seqlen", 512, "tokens per calibration sequence"),
 		seed:    fs.Uint64("seed", 0, "seed for choosing calibration windows"),
@@ -92,6 +86,9 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 	var seqs [][]int
 	var cr *calibRun
 	if need {
+		if *cf.data == "" {
+			*cf.data = sharedText("wiki.valid.tokens")
+		}
 		if *cf.data == "" {
 			return nil, nil, usagef("the recipe needs calibration data: pass --calib-data FILE (%s)", sharedMissing())
 		}
