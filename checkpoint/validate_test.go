@@ -80,3 +80,22 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
 }
+
+// Any bytes: ParseConfig returns a config or an error, never panics, and a
+// config it accepts has its layer count in bounds.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"model_type":"llama","num_hidden_layers":8,"rms_norm_eps":1e-6,"hidden_size":384,"num_attention_heads":6}`))
+	f.Add([]byte(`{"model_type":"llama","num_hidden_layers":1e9}`))
+	f.Add([]byte(`{"model_type":"gpt2","n_layer":-1,"layer_norm_epsilon":null}`))
+	f.Add([]byte(`[1,2]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := ParseConfig("config.json", raw)
+		if err != nil {
+			return
+		}
+		if n := c.firstInt(layerFields...); n < 0 || n > maxLayers {
+			t.Errorf("accepted %d layers", n)
+		}
+		CheckLayers(c, []string{"model.layers.0.x", "model.layers.7.x"})
+	})
+}

@@ -264,3 +264,25 @@ func TestRecipeErrorLines(t *testing.T) {
 		}
 	}
 }
+
+// Any bytes: Parse returns a recipe or an error naming the source, never
+// panics.
+func FuzzParse(f *testing.F) {
+	for _, name := range Presets() {
+		text, _ := PresetText(name)
+		f.Add([]byte(text))
+	}
+	f.Add([]byte("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 0}\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r, err := Parse("fuzz.yaml", raw)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Errorf("error %q does not name the recipe", err)
+			}
+			return
+		}
+		if len(r.Modifiers) == 0 {
+			t.Error("a recipe without modifiers was accepted")
+		}
+	})
+}

@@ -406,3 +406,29 @@ func TestTokenizerByContent(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
+
+// Any value of any numeric flag: a usage error or the command's own
+// error (no model is given), never a panic.
+func FuzzFlagValues(f *testing.F) {
+	for _, v := range []string{"0", "-5", "NaN", "Inf", "1e400", "9223372036854775808", "0x10", "", "3"} {
+		f.Add(uint8(0), v)
+	}
+	type target struct{ cmd, flag string }
+	var targets []target
+	for _, c := range commands {
+		fs, _, _ := newFlagSet(c)
+		fs.VisitAll(func(fl *flag.Flag) {
+			if _, ok := numericValue(fl); ok {
+				targets = append(targets, target{c.name, fl.Name})
+			}
+		})
+		delete(flagRules, fs)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, value string) {
+		tg := targets[int(which)%len(targets)]
+		code, _, _ := runCLI(t, "", tg.cmd, "--"+tg.flag, value, "--model", "/nonexistent", "--out", "/nonexistent/x", "--recipe", "w8a8", "--format", "gguf")
+		if code != exitUsage && code != exitError {
+			t.Errorf("llmq %s --%s %q: exit %d", tg.cmd, tg.flag, value, code)
+		}
+	})
+}
