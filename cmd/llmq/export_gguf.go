@@ -48,6 +48,9 @@ func exportGGUF(o exportOptions) error {
 	if err != nil {
 		return err
 	}
+	if n := requantNote(m, typ); n != "" {
+		rep.Notes = append([]string{n}, rep.Notes...)
+	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(os.Stderr, "note: %s\n", n)
 	}
@@ -74,6 +77,30 @@ func exportGGUF(o exportOptions) error {
 		})
 	}
 	return nil
+}
+
+// requantNote says what happens to a quantized folder's layers in the
+// export: GGUF has no type for llmq's formats, so they are dequantized and
+// encoded again in the GGUF type, which adds its own rounding error.
+func requantNote(m *model.Model, typ gguf.Type) string {
+	specs := map[string]int{}
+	for _, b := range m.Blocks {
+		for _, nl := range b.Linears() {
+			if q, ok := (*nl.Linear).(*quant.QuantLinear); ok {
+				specs[q.Weight().Spec.String()]++
+			}
+		}
+	}
+	if len(specs) == 0 {
+		return ""
+	}
+	var parts []string
+	for s, n := range specs {
+		parts = append(parts, fmt.Sprintf("%d × %s", n, s))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("the folder's quantized linears (%s) are dequantized and re-encoded as %v: GGUF has no type for them, and the second rounding adds its own error (compare: llmq eval --model OUT.gguf --base the FP model)",
+		strings.Join(parts, ", "), typ)
 }
 
 // ggufExportType resolves --type (see exportGGUF for the default).

@@ -432,3 +432,18 @@ func FuzzFlagValues(f *testing.F) {
 		}
 	})
 }
+
+// Exporting a quantized folder to GGUF says that its layers are
+// re-quantized, and to what.
+func TestExportGGUFSaysRequantized(t *testing.T) {
+	llama := shared.Path(t, "models", "wiki-llama-25m")
+	dir := t.TempDir()
+	q := filepath.Join(dir, "q")
+	if code, _, stderr := runCLI(t, "", "quantize", "--model", llama, "--recipe", "w8a8", "--out", q); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, stderr := runCLI(t, "", "export", "--model", q, "--format", "gguf", "--out", filepath.Join(dir, "q.gguf"), "--json")
+	if code != 0 || !strings.Contains(stderr, "56 × int8-sym-channel) are dequantized and re-encoded as Q8_0") || !strings.Contains(stdout, "re-encoded as Q8_0") {
+		t.Errorf("exit %d, stderr %q, stdout %q", code, stderr, stdout)
+	}
+}
