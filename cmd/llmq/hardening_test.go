@@ -447,3 +447,44 @@ func TestExportGGUFSaysRequantized(t *testing.T) {
 		t.Errorf("exit %d, stderr %q, stdout %q", code, stderr, stdout)
 	}
 }
+
+// Calibration data as users bring it: plain text, JSON Lines with a text
+// field, a folder of text files.
+func TestCalibDataFormats(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "a.txt")
+	os.WriteFile(plain, []byte("one two"), 0o644)
+	jsonl := filepath.Join(dir, "rows.jsonl")
+	os.WriteFile(jsonl, []byte(`{"text": "first row", "id": 1}`+"\n\n"+`{"text": "second row"}`+"\n"), 0o644)
+	folder := filepath.Join(dir, "texts")
+	os.Mkdir(folder, 0o755)
+	os.WriteFile(filepath.Join(folder, "b.txt"), []byte("bee"), 0o644)
+	os.WriteFile(filepath.Join(folder, "a.md"), []byte("ay"), 0o644)
+	os.WriteFile(filepath.Join(folder, ".hidden"), []byte("no"), 0o644)
+	for path, want := range map[string]string{plain: "one two", jsonl: "first row\n\nsecond row", folder: "ay\n\nbee"} {
+		if got, err := readCalibText(path); err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", path, got, err, want)
+		}
+	}
+	badRows := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(badRows, []byte(`{"text": "ok"}`+"\n"+`{"content": "x"}`+"\n"), 0o644)
+	if _, err := readCalibText(badRows); err == nil || !strings.Contains(err.Error(), "bad.jsonl:2") {
+		t.Errorf("row without text: %v", err)
+	}
+
+	llama := shared.Path(t, "models", "wiki-llama-25m")
+	valid := shared.Path(t, "data", "wikitext-2", "wiki.valid.tokens")
+	text, _ := os.ReadFile(valid)
+	var rows []byte
+	for _, para := range strings.SplitN(string(text[:20000]), "\n \n", 20) {
+		b, _ := json.Marshal(map[string]string{"text": para})
+		rows = append(append(rows, b...), '\n')
+	}
+	calib := filepath.Join(dir, "calib.jsonl")
+	os.WriteFile(calib, rows, 0o644)
+	code, stdout, stderr := runCLI(t, "", "quantize", "--model", llama, "--recipe", "smoothquant-o1", "--out", filepath.Join(dir, "q"),
+		"--calib-data", calib, "--calib-samples", "2", "--calib-seqlen", "32", "--json")
+	if code != 0 || !strings.Contains(stdout, `"calib_data":"`+calib+`"`) || !strings.Contains(stdout, `"calib_samples":2`) || !strings.Contains(stdout, `"calibrated":true`) {
+		t.Errorf("quantize with JSON Lines calibration: exit %d, %q, %s", code, stdout, stderr)
+	}
+}

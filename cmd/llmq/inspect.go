@@ -55,7 +55,7 @@ Example:
 			recipeName = fs.String("recipe", inspect.DefaultRecipe, "recipe YAML file or preset whose quantization is measured")
 			out = fs.String("out", "", "HTML file to write")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
-			calibData = fs.String("calib-data", "", "calibration text (default: WikiText-2's validation split in the shared folder)")
+			calibData = fs.String("calib-data", "", calibDataHelp)
 			samples = fs.Int("calib-samples", 16, "number of calibration sequences")
 			seqlen = fs.Int("calib-seqlen", 256, "tokens per calibration sequence")
 			seed = fs.Uint64("seed", 0, "seed for choosing calibration windows")
@@ -121,17 +121,18 @@ Example:
 				if tok.VocabSize() > fp.Vocab {
 					return fmt.Errorf("tokenizer has %d tokens but the model only %d: wrong tokenizer? (or use --calib-random)", tok.VocabSize(), fp.Vocab)
 				}
-				encode := func(path string) ([]int, error) {
+				encode := func(path string, read func(string) (string, error)) ([]int, error) {
 					if path == "" {
-						return nil, fmt.Errorf("no text file given and no shared WikiText-2 folder found: pass --calib-data and --data")
+						return nil, usagef("no text file given and no shared WikiText-2 folder found: pass --calib-data and --data (%s)", sharedMissing())
 					}
-					text, err := os.ReadFile(path)
+					text, err := read(path)
 					if err != nil {
 						return nil, err
 					}
-					return encodeWithBOS(tok, fp, string(text)), nil
+					return encodeWithBOS(tok, fp, text), nil
 				}
-				ids, err := encode(*calibData)
+				readFile := func(p string) (string, error) { b, err := os.ReadFile(p); return string(b), err }
+				ids, err := encode(*calibData, readCalibText)
 				if err != nil {
 					return err
 				}
@@ -140,7 +141,7 @@ Example:
 				}
 				opt.CalibSource = displayPath(*calibData)
 				if *sensWindows > 0 {
-					if ids, err = encode(*data); err != nil {
+					if ids, err = encode(*data, readFile); err != nil {
 						return err
 					}
 					if opt.Eval = eval.Windows(ids, *sensSeqlen, *sensWindows); len(opt.Eval) == 0 {

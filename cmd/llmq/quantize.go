@@ -29,7 +29,7 @@ type calibFlags struct {
 
 func addCalibFlags(fs *flag.FlagSet) *calibFlags {
 	cf := &calibFlags{
-		data:    fs.String("calib-data", "", "calibration text (default: WikiText-2's validation split in the shared folder, never the test split; see LLMQ_SHARED in llmq --help)"),
+		data:    fs.String("calib-data", "", calibDataHelp),
 		samples: fs.Int("calib-samples", 128, "number of calibration sequences"),
 		seqlen:  fs.Int("calib-seqlen", 512, "tokens per calibration sequence"),
 		seed:    fs.Uint64("seed", 0, "seed for choosing calibration windows"),
@@ -92,7 +92,7 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 		if *cf.data == "" {
 			return nil, nil, usagef("the recipe needs calibration data: pass --calib-data FILE (%s)", sharedMissing())
 		}
-		text, err := os.ReadFile(*cf.data)
+		text, err := readCalibText(*cf.data)
 		if err != nil {
 			return nil, nil, err
 		}
