@@ -46,6 +46,9 @@ func ParseConfig(path string, raw []byte) (*Config, error) {
 		return nil, err
 	}
 	c.ModelType = mt
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 )
 
@@ -70,16 +69,20 @@ func WriteSafetensors(path string, tensors []WriteTensor, metadata map[string]st
 
 // WriteFileAtomic creates path by writing a temporary file in the same
 // directory with fill, syncing it, and renaming it over path. On any error
-// the temporary file is removed and path is left untouched.
+// the temporary file is removed and path is left untouched. The temporary
+// file is named as temp.go describes: a signal handler can remove it
+// (RemoveTemps), and the next write into the folder sweeps it if this
+// process is killed.
 func WriteFileAtomic(path string, fill func(w *bufio.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	tmp, name, err := createTemp(path, false)
 	if err != nil {
 		return err
 	}
+	defer releaseTemp(name)
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			os.Remove(name)
 		}
 	}()
 	w := bufio.NewWriterSize(tmp, 1<<20)
@@ -97,21 +100,32 @@ func WriteFileAtomic(path string, fill func(w *bufio.Writer) error) (err error) 
 	}
 	// CreateTemp makes the file private (0600); give it the usual
 	// read permissions of a model file.
-	if err = os.Chmod(tmp.Name(), 0o644); err != nil {
+	if err = os.Chmod(name, 0o644); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if st, serr := os.Stat(path); serr == nil && st.IsDir() {
+		return fmt.Errorf("%s is a folder; the output is a file: give a file name", path)
+	}
+	if err = os.Rename(name, path); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // WriteDirAtomic creates the folder out (which must not exist) by letting
 // fill write into a temporary sibling folder and renaming it into place
 // once fill succeeds, so an interrupted or failed write leaves nothing
-// behind. The folder gets the usual 0755 permissions.
+// behind (a killed process's folder is swept by the next write into the
+// same parent, see temp.go). The folder gets the usual 0755 permissions.
 func WriteDirAtomic(out string, fill func(dir string) error) error {
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp")
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("%s already exists; choose a new output folder", out)
+	}
+	_, tmp, err := createTemp(out, true)
 	if err != nil {
 		return err
 	}
+	defer releaseTemp(tmp)
 	defer os.RemoveAll(tmp) // no-op after the rename
 	if err := fill(tmp); err != nil {
 		return err
@@ -119,5 +133,11 @@ func WriteDirAtomic(out string, fill func(dir string) error) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	return os.Rename(tmp, out)
+	if err := os.Rename(tmp, out); err != nil {
+		if _, serr := os.Lstat(out); serr == nil {
+			return fmt.Errorf("%s already exists; choose a new output folder", out)
+		}
+		return err
+	}
+	return nil
 }

@@ -31,6 +31,9 @@ func (p PPL) TokensPerSecond(seqlen int) float64 {
 // Windows cuts ids into non-overlapping windows of seqlen tokens, dropping
 // the remainder; limit > 0 keeps only the first limit windows.
 func Windows(ids []int, seqlen, limit int) [][]int {
+	if seqlen <= 0 {
+		return nil
+	}
 	n := len(ids) / seqlen
 	if limit > 0 && limit < n {
 		n = limit

@@ -15,6 +15,7 @@ func TestWindows(t *testing.T) {
 	ids := make([]int, 10)
 	cases := []struct{ seqlen, limit, want int }{
 		{3, 0, 3}, {5, 0, 2}, {11, 0, 0}, {2, 2, 2}, {10, 5, 1},
+		{0, 0, 0}, {-5, 0, 0}, {-5, 3, 0}, // no window, no panic
 	}
 	for _, c := range cases {
 		if got := len(Windows(ids, c.seqlen, c.limit)); got != c.want {

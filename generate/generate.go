@@ -98,11 +98,23 @@ func Run(m *model.Model, prompt []int, n int, s *Sampler, eos int, emit func(id 
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("generate: empty prompt")
 	}
+	if n < 0 {
+		return nil, fmt.Errorf("generate: %d tokens to generate", n)
+	}
 	limit := len(prompt) + n
+	if limit < len(prompt) { // overflow
+		limit = math.MaxInt
+	}
 	if m.Pos != nil && limit > m.MaxPos {
 		limit = m.MaxPos
 	}
-	st := m.NewState(limit)
+	// The caches grow as needed; reserve no more than the model's context
+	// up front, so a large n does not allocate what EOS may never need.
+	reserve := limit
+	if ctx := max(m.MaxPos, len(prompt)+1); reserve > ctx {
+		reserve = ctx
+	}
+	st := m.NewState(reserve)
 	logits, err := m.Forward(st, prompt, model.Options{LastOnly: true})
 	if err != nil {
 		return nil, err

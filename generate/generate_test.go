@@ -16,6 +16,27 @@ func TestSamplerValidation(t *testing.T) {
 	}
 }
 
+// A negative count is an error, not a panic; a huge one reserves no more
+// than the model's context.
+func TestRunCounts(t *testing.T) {
+	m, err := model.Load(shared.Path(t, "models", "tiny-llama"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := NewSampler(0, 1, 1)
+	if _, err := Run(m, []int{1, 50}, -5, s, -1, nil); err == nil {
+		t.Error("n = -5: no error")
+	}
+	emitted := 0
+	out, err := Run(m, []int{1, 50}, 1<<50, s, -1, func(int) bool { emitted++; return emitted < 3 })
+	if err != nil || len(out) != 3 {
+		t.Errorf("n = 2^50, stopped by emit after 3: %d tokens, %v", len(out), err)
+	}
+	if out, err := Run(m, []int{1, 50}, 0, s, -1, nil); err != nil || len(out) != 0 {
+		t.Errorf("n = 0: %v, %v", out, err)
+	}
+}
+
 func TestSamplerTopP(t *testing.T) {
 	// Probabilities ∝ exp(logits): token 2 has ~0.84 of the mass, token 0
 	// ~0.11, so top-p 0.5 always picks 2 and top-p 0.9 never picks 1 or 3.

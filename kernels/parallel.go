@@ -1,7 +1,9 @@
 package kernels
 
 import (
+	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -40,17 +42,42 @@ func parallelChunks(n, w int, f func(lo, hi int)) {
 		return
 	}
 	var wg sync.WaitGroup
+	var failed atomic.Pointer[WorkerPanic]
 	wg.Add(w - 1)
 	for i := 1; i < w; i++ {
 		lo, hi := i*n/w, (i+1)*n/w
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					failed.CompareAndSwap(nil, &WorkerPanic{Value: r, Stack: debug.Stack()})
+				}
+			}()
 			f(lo, hi)
 		}()
 	}
 	f(0, n/w)
 	wg.Wait()
+	if p := failed.Load(); p != nil {
+		panic(p)
+	}
 }
+
+// WorkerPanic is what ParallelFor panics with on the calling goroutine when
+// f panicked on one of its workers: the worker's panic value and stack. A
+// panic on a worker goroutine would otherwise end the process before any
+// caller could recover it.
+type WorkerPanic struct {
+	Value any
+	Stack []byte
+}
+
+func (p *WorkerPanic) String() string {
+	return fmt.Sprintf("%v [recovered from a worker goroutine]\n\n%s", p.Value, p.Stack)
+}
+
+// Error makes the panic print its value when it is not recovered.
+func (p *WorkerPanic) Error() string { return p.String() }
 
 // workersFor returns how many goroutines to use for a job of the given size
 // (in flops) that splits into at most units independent pieces.

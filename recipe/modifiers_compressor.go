@@ -33,10 +33,13 @@ func buildQuantization(body *yaml.Node) (buildFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		for _, t := range targets {
 			if t.actOrder {
 				return nil, fmt.Errorf("actorder needs GPTQModifier")
+			}
+			if err := checkTarget(m, t.sel, &t.scheme.Weights, true); err != nil {
+				return nil, err
 			}
 			prev = append(prev, &methods.RTN{Scheme: t.scheme, Select: t.sel})
 		}
@@ -116,16 +119,16 @@ func buildSmoothQuant(body *yaml.Node) (buildFunc, error) {
 		raws = append(raws, rm)
 	}
 	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
-		if len(raws) > 0 {
-			for _, rm := range raws {
-				mp, err := resolveMapping(m, rm.balance, rm.smooth)
-				if err != nil {
-					return nil, err
-				}
-				sq.Mappings = append(sq.Mappings, mp)
+		s := *sq // each Build gets its own method
+		s.Mappings = nil
+		for _, rm := range raws {
+			mp, err := resolveMapping(m, rm.balance, rm.smooth)
+			if err != nil {
+				return nil, err
 			}
+			s.Mappings = append(s.Mappings, mp)
 		}
-		return append(prev, sq), nil
+		return append(prev, &s), nil
 	}, nil
 }
 
@@ -193,8 +196,11 @@ func buildGPTQ(body *yaml.Node) (buildFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(_ *model.Model, prev []methods.Method) ([]methods.Method, error) {
+	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
 		for _, t := range targets {
+			if err := checkTarget(m, t.sel, &t.scheme.Weights, true); err != nil {
+				return nil, err
+			}
 			g := methods.NewGPTQ(t.scheme, t.sel)
 			if f.DampeningFrac != nil {
 				g.DampFrac = *f.DampeningFrac
@@ -258,6 +264,9 @@ func buildAWQ(body *yaml.Node) (buildFunc, error) {
 		for _, t := range targets {
 			if t.actOrder {
 				return nil, fmt.Errorf("actorder needs GPTQModifier")
+			}
+			if err := checkTarget(m, t.sel, &t.scheme.Weights, false); err != nil {
+				return nil, err
 			}
 			a := methods.NewAWQ(t.scheme)
 			a.Select, a.Mappings = t.sel, mappings

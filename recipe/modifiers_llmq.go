@@ -7,6 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"llmq/model"
 	"llmq/quant/methods"
 )
 
@@ -55,14 +56,19 @@ func buildLLMInt8(body *yaml.Node) (buildFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &methods.LLMInt8{Threshold: 6, Select: sel, DequantOutliers: f.DequantOutliers}
+	threshold := 6.0
 	if f.Threshold != nil {
 		if !(*f.Threshold > 0) {
 			return nil, fmt.Errorf("threshold must be positive (use .inf to disable the decomposition)")
 		}
-		m.Threshold = *f.Threshold
+		threshold = *f.Threshold
 	}
-	return appendMethods(m), nil
+	return func(m *model.Model, prev []methods.Method) ([]methods.Method, error) {
+		if err := checkTarget(m, sel, nil, false); err != nil {
+			return nil, err
+		}
+		return append(prev, &methods.LLMInt8{Threshold: threshold, Select: sel, DequantOutliers: f.DequantOutliers}), nil
+	}, nil
 }
 
 type kvFields struct {

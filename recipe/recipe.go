@@ -19,8 +19,8 @@
 package recipe
 
 import (
-	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -124,7 +124,12 @@ func Parse(source string, raw []byte) (*Recipe, error) {
 				modKey, body := group.Content[k], group.Content[k+1]
 				mod, err := parseModifier(modKey.Value, body)
 				if err != nil {
-					return nil, fmt.Errorf("%s:%d: %s: %w", source, modKey.Line, modKey.Value, err)
+					line := modKey.Line
+					var le *lineError
+					if errors.As(err, &le) {
+						line = le.line
+					}
+					return nil, fmt.Errorf("%s:%d: %s: %w", source, line, modKey.Value, err)
 				}
 				mod.Kind, mod.Stage, mod.Line = modKey.Value, stageKey.Value, modKey.Line
 				r.Modifiers = append(r.Modifiers, mod)
@@ -135,20 +140,6 @@ func Parse(source string, raw []byte) (*Recipe, error) {
 		return nil, fmt.Errorf("%s: the recipe has no modifiers", source)
 	}
 	return r, nil
-}
-
-// decodeStrict decodes a node into v, rejecting keys v does not have.
-func decodeStrict(node *yaml.Node, v any) error {
-	raw, err := yaml.Marshal(node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	return nil
 }
 
 // builder parses a modifier's settings and returns how to build its methods.

@@ -64,10 +64,12 @@ s_stage:
         W4A16: ["re:.*mlp.*"]
 `,
 	}
-	m, err := model.Load(shared.Path(t, "models", "tiny-llama"))
+	// Lazily: building a recipe needs the layers' names and shapes only.
+	m, err := model.LoadLazy(shared.Path(t, "models", "wiki-llama-25m"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer m.Close()
 	for name, y := range cases {
 		r, err := Parse(name, []byte(y))
 		if err != nil {
@@ -122,21 +124,165 @@ func TestRecipeModelErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// tiny-llama's MLP width 344 is not a multiple of 128.
+	// tiny-llama's MLP width 344 is not a multiple of 128: the recipe is
+	// refused when it is built, before any calibration.
 	r, err := Parse("g.yaml", []byte("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme: W4A16\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, err = r.Build(m)
+	if err == nil || !strings.Contains(err.Error(), "g.yaml:3") || !strings.Contains(err.Error(), "model.layers.0.mlp.down_proj") ||
+		!strings.Contains(err.Error(), "group_size 128") || !strings.Contains(err.Error(), "344") {
+		t.Errorf("want a build error naming g.yaml, down_proj, the group size and the columns, got %v", err)
+	}
+	// Ignoring the layers it does not divide makes the recipe run.
+	r, _ = Parse("g.yaml", []byte("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme: W4A16\n      ignore: [lm_head, down_proj]\n"))
 	ms, err := r.Build(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = methods.Run(m, nil, ms, nil)
-	if err == nil || !strings.Contains(err.Error(), "down_proj") || !strings.Contains(err.Error(), "group") {
-		t.Errorf("want an error naming down_proj and the group size, got %v", err)
+	if err := methods.Run(m, nil, ms, nil); err != nil {
+		t.Errorf("W4A16 without down_proj: %v", err)
 	}
 	r, _ = Parse("m.yaml", []byte("s_stage:\n  m_modifiers:\n    SmoothQuantModifier:\n      mappings:\n        - [[\"re:.*q_proj\"], \"re:.*nonexistent\"]\n"))
 	if _, err := r.Build(m); err == nil || !strings.Contains(err.Error(), "nonexistent") {
 		t.Errorf("want an unresolvable-mapping error, got %v", err)
 	}
+}
+
+// Values out of range are errors naming the recipe file and the key, not
+// silently replaced by defaults.
+func TestRecipeValueErrors(t *testing.T) {
+	group := func(weights string) string {
+		return "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          targets: [Linear]\n          weights: " + weights + "\n"
+	}
+	cases := []struct{ name, yaml, want string }{
+		{"num_bits 0", group("{num_bits: 0}"), "num_bits 0"},
+		{"num_bits 1", group("{num_bits: 1}"), "num_bits 1"},
+		{"num_bits 9", group("{num_bits: 9}"), "num_bits 9"},
+		{"num_bits -4", group("{num_bits: -4}"), "num_bits -4"},
+		{"float num_bits 6", group("{num_bits: 6, type: float}"), "num_bits 6"},
+		{"group_size 0", group("{num_bits: 4, strategy: group, group_size: 0}"), "group_size 0"},
+		{"group_size -128", group("{num_bits: 4, group_size: -128}"), "group_size -128"},
+		{"group_size -1 with channel", group("{num_bits: 4, strategy: channel, group_size: -1}"), "group_size -1"},
+		{"strategy typo", group("{num_bits: 4, strategy: chanel}"), `strategy "chanel"`},
+		{"strategy block", group("{num_bits: 4, strategy: block}"), `strategy "block"`},
+		{"type typo", group("{num_bits: 4, type: integer}"), `type "integer"`},
+		{"activation num_bits 0", "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 8}\n          input_activations: {num_bits: 0}\n", "input_activations: num_bits 0"},
+		{"kv num_bits 0", "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme: W8A8\n      kv_cache_scheme: {num_bits: 0, strategy: tensor, dynamic: false}\n", "num_bits 0"},
+	}
+	for _, c := range cases {
+		_, err := Parse("test.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "test.yaml") {
+			t.Errorf("%s: error %v, want one naming test.yaml and containing %q", c.name, err, c.want)
+		}
+	}
+	// An omitted num_bits is 8, as in llm-compressor.
+	r, err := Parse("ok.yaml", []byte(group("{strategy: channel}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Modifiers) != 1 {
+		t.Fatalf("%d modifiers", len(r.Modifiers))
+	}
+}
+
+// A recipe whose targets select no layer of the model is refused, with the
+// targets and the names the model's layers have.
+func TestRecipeTargetsMatchNothing(t *testing.T) {
+	m, err := model.Load(shared.Path(t, "models", "tiny-llama"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		"rtn Conv2d":       "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      targets: [Conv2d]\n      scheme: W8A8\n",
+		"gptq typo":        "s_stage:\n  m_modifiers:\n    GPTQModifier:\n      targets: [\"re:.*qproj\"]\n      scheme: W8A16\n",
+		"all ignored":      "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      targets: [q_proj]\n      ignore: [\"re:.*self_attn.*\"]\n      scheme: W8A8\n",
+		"llm.int8 target":  "s_stage:\n  m_modifiers:\n    LLMInt8Modifier:\n      targets: [Conv2d]\n",
+		"scheme map entry": "s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme:\n        W8A8: [\"re:.*self_attn.*\"]\n        W8A16: [\"re:.*feed_forward.*\"]\n",
+	}
+	for name, y := range cases {
+		r, err := Parse("t.yaml", []byte(y))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		_, err = r.Build(m)
+		if err == nil || !strings.Contains(err.Error(), "t.yaml:3") || !strings.Contains(err.Error(), "match no linear layer") ||
+			!strings.Contains(err.Error(), "model.layers.0.self_attn.q_proj") {
+			t.Errorf("%s: error %v, want one naming the file, the targets and the model's layers", name, err)
+		}
+	}
+	// lm_head alone is a layer (the head), for the methods that quantize it.
+	r, _ := Parse("h.yaml", []byte("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      targets: [lm_head]\n      scheme: W8A16\n"))
+	if _, err := r.Build(m); err != nil {
+		t.Errorf("targets [lm_head]: %v", err)
+	}
+}
+
+// Building a recipe twice gives the same methods (eval checks a recipe on
+// the model before it quantizes a second copy).
+func TestRecipeBuildTwice(t *testing.T) {
+	m, err := model.Load(shared.Path(t, "models", "tiny-llama"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Parse("sq.yaml", []byte("s_stage:\n  m_modifiers:\n    SmoothQuantModifier:\n      mappings:\n        - [[\"re:.*q_proj\", \"re:.*k_proj\", \"re:.*v_proj\"], \"re:.*input_layernorm\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		ms, err := r.Build(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sq := ms[0].(*methods.SmoothQuant); len(sq.Mappings) != 1 {
+			t.Errorf("build %d: %d mappings, want 1", i+1, len(sq.Mappings))
+		}
+	}
+}
+
+// YAML errors give the file's own line and the recipe's own key names,
+// not lines counted from the modifier or Go type names.
+func TestRecipeErrorLines(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      scheme: W8A8\n      colour: blue\n",
+			`r.yaml:5: QuantizationModifier: unknown key "colour" (known keys: config_groups, ignore, kv_cache_scheme, scheme, targets)`},
+		{"s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: abc}\n",
+			`r.yaml:6: QuantizationModifier: config_groups.g.weights.num_bits: "abc" where an integer is expected`},
+		{"s_stage:\n  m_modifiers:\n    GPTQModifier:\n      scheme: W8A8\n\n      # the block\n      block_size: [1]\n",
+			`r.yaml:7: GPTQModifier: block_size: a list where an integer is expected`},
+		{"s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights:\n            num_bits: 4\n\n            colour: 1\n",
+			`r.yaml:9: QuantizationModifier: unknown key "config_groups.g.weights.colour"`},
+		{"s_stage:\n  m_modifiers:\n    LoRCModifier:\n      rank: 8\n      bits: eight\n",
+			`r.yaml:5: LoRCModifier: bits: "eight" where an integer is expected`},
+	}
+	for _, c := range cases {
+		_, err := Parse("r.yaml", []byte(c.yaml))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "recipe.") {
+			t.Errorf("error %v\nwant %s", err, c.want)
+		}
+	}
+}
+
+// Any bytes: Parse returns a recipe or an error naming the source, never
+// panics.
+func FuzzParse(f *testing.F) {
+	for _, name := range Presets() {
+		text, _ := PresetText(name)
+		f.Add([]byte(text))
+	}
+	f.Add([]byte("s_stage:\n  m_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 0}\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r, err := Parse("fuzz.yaml", raw)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Errorf("error %q does not name the recipe", err)
+			}
+			return
+		}
+		if len(r.Modifiers) == 0 {
+			t.Error("a recipe without modifiers was accepted")
+		}
+	})
 }

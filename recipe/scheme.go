@@ -12,11 +12,11 @@ import (
 // QuantArgs is compressed-tensors' QuantizationArgs, the block that
 // describes weights or input_activations in a config group.
 type QuantArgs struct {
-	NumBits   int    `yaml:"num_bits"`
-	Type      string `yaml:"type"` // int | float
+	NumBits   *int   `yaml:"num_bits"` // default 8
+	Type      string `yaml:"type"`     // int | float
 	Symmetric *bool  `yaml:"symmetric"`
 	Strategy  string `yaml:"strategy"` // tensor | channel | group | token
-	GroupSize int    `yaml:"group_size"`
+	GroupSize *int   `yaml:"group_size"`
 	Dynamic   *bool  `yaml:"dynamic"`
 	// ActOrder is GPTQ's column reordering: group / weight / true select it.
 	ActOrder any `yaml:"actorder"`
@@ -37,12 +37,21 @@ func (a *QuantArgs) spec(acts bool) (quant.Spec, error) {
 	if a.Symmetric != nil {
 		s.Symmetric = *a.Symmetric
 	}
-	bits := a.NumBits
-	if bits == 0 {
-		bits = 8
+	bits := 8
+	if a.NumBits != nil {
+		bits = *a.NumBits
+	}
+	groupSize := 0
+	if a.GroupSize != nil {
+		if groupSize = *a.GroupSize; groupSize <= 0 {
+			return s, fmt.Errorf("group_size %d must be positive", groupSize)
+		}
 	}
 	switch strings.ToLower(a.Type) {
 	case "", "int":
+		if bits < 2 || bits > 8 {
+			return s, fmt.Errorf("num_bits %d is out of range: integer quantization takes 2 to 8 bits", bits)
+		}
 		s.Format, s.Bits = quant.FormatInt, bits
 	case "float":
 		switch bits {
@@ -51,13 +60,13 @@ func (a *QuantArgs) spec(acts bool) (quant.Spec, error) {
 		case 4:
 			s.Format, s.Bits = quant.FormatFP4E2M1, 4
 		default:
-			return s, fmt.Errorf("float quantization with num_bits %d is not supported (8 = FP8 E4M3, 4 = FP4 E2M1)", bits)
+			return s, fmt.Errorf("num_bits %d is not supported with type float (8 = FP8 E4M3, 4 = FP4 E2M1)", bits)
 		}
 		if !s.Symmetric {
 			return s, fmt.Errorf("float formats are symmetric")
 		}
 	default:
-		return s, fmt.Errorf("type %q: want int or float", a.Type)
+		return s, fmt.Errorf("type %q is not supported (int, float)", a.Type)
 	}
 	strategy := a.Strategy
 	if strategy == "" {
@@ -65,7 +74,7 @@ func (a *QuantArgs) spec(acts bool) (quant.Spec, error) {
 		if acts {
 			strategy = "token"
 		}
-		if a.GroupSize > 0 {
+		if groupSize > 0 {
 			strategy = "group"
 		}
 	}
@@ -77,15 +86,15 @@ func (a *QuantArgs) spec(acts bool) (quant.Spec, error) {
 	case "token":
 		s.Granularity = quant.PerToken
 	case "group":
-		if a.GroupSize <= 0 {
+		if groupSize <= 0 {
 			return s, fmt.Errorf("strategy group needs a positive group_size")
 		}
-		s.Granularity, s.GroupSize = quant.PerGroup, a.GroupSize
+		s.Granularity, s.GroupSize = quant.PerGroup, groupSize
 	default:
 		return s, fmt.Errorf("strategy %q is not supported (tensor, channel, group, token)", strategy)
 	}
-	if strategy != "group" && a.GroupSize > 0 {
-		return s, fmt.Errorf("group_size %d given with strategy %s", a.GroupSize, strategy)
+	if strategy != "group" && groupSize > 0 {
+		return s, fmt.Errorf("group_size %d given with strategy %s", groupSize, strategy)
 	}
 	switch a.ScaleConstraint {
 	case "", "none":
@@ -183,24 +192,24 @@ func ptr[T any](v T) *T { return &v }
 // presetSchemes are compressed-tensors' named schemes (quant_scheme.py),
 // plus llmq's names for the configurations of the papers.
 var presetSchemes = map[string]ConfigGroup{
-	"W8A16":       {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}},
-	"W4A16":       {Weights: &QuantArgs{NumBits: 4, Strategy: "group", GroupSize: 128}},
-	"W4A16_ASYM":  {Weights: &QuantArgs{NumBits: 4, Strategy: "group", GroupSize: 128, Symmetric: ptr(false)}},
-	"W3A16":       {Weights: &QuantArgs{NumBits: 3, Strategy: "group", GroupSize: 128}},
-	"W3A16_ASYM":  {Weights: &QuantArgs{NumBits: 3, Strategy: "group", GroupSize: 128, Symmetric: ptr(false)}},
-	"W8A8":        {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
-	"INT8":        {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
-	"W4A8":        {Weights: &QuantArgs{NumBits: 4, Strategy: "group", GroupSize: 128}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
-	"FP8":         {Weights: &QuantArgs{NumBits: 8, Type: "float", Strategy: "tensor"}, InputActivations: &QuantArgs{NumBits: 8, Type: "float", Strategy: "tensor", Dynamic: ptr(false)}},
-	"FP8_DYNAMIC": {Weights: &QuantArgs{NumBits: 8, Type: "float", Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Type: "float", Strategy: "token", Dynamic: ptr(true)}},
+	"W8A16":       {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "channel"}},
+	"W4A16":       {Weights: &QuantArgs{NumBits: ptr(4), Strategy: "group", GroupSize: ptr(128)}},
+	"W4A16_ASYM":  {Weights: &QuantArgs{NumBits: ptr(4), Strategy: "group", GroupSize: ptr(128), Symmetric: ptr(false)}},
+	"W3A16":       {Weights: &QuantArgs{NumBits: ptr(3), Strategy: "group", GroupSize: ptr(128)}},
+	"W3A16_ASYM":  {Weights: &QuantArgs{NumBits: ptr(3), Strategy: "group", GroupSize: ptr(128), Symmetric: ptr(false)}},
+	"W8A8":        {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "token", Dynamic: ptr(true)}},
+	"INT8":        {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "token", Dynamic: ptr(true)}},
+	"W4A8":        {Weights: &QuantArgs{NumBits: ptr(4), Strategy: "group", GroupSize: ptr(128)}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "token", Dynamic: ptr(true)}},
+	"FP8":         {Weights: &QuantArgs{NumBits: ptr(8), Type: "float", Strategy: "tensor"}, InputActivations: &QuantArgs{NumBits: ptr(8), Type: "float", Strategy: "tensor", Dynamic: ptr(false)}},
+	"FP8_DYNAMIC": {Weights: &QuantArgs{NumBits: ptr(8), Type: "float", Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: ptr(8), Type: "float", Strategy: "token", Dynamic: ptr(true)}},
 	// llmq: SmoothQuant's levels (activation granularity), per-channel weights.
-	"W8A8_O1": {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "token", Dynamic: ptr(true)}},
-	"W8A8_O2": {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "tensor", Dynamic: ptr(true)}},
-	"W8A8_O3": {Weights: &QuantArgs{NumBits: 8, Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "tensor", Dynamic: ptr(false)}},
+	"W8A8_O1": {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "token", Dynamic: ptr(true)}},
+	"W8A8_O2": {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "tensor", Dynamic: ptr(true)}},
+	"W8A8_O3": {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "channel"}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "tensor", Dynamic: ptr(false)}},
 	// llmq: the naive W8A8 baseline, per-tensor weights and static per-tensor activations.
-	"W8A8_TENSOR_STATIC": {Weights: &QuantArgs{NumBits: 8, Strategy: "tensor"}, InputActivations: &QuantArgs{NumBits: 8, Strategy: "tensor", Dynamic: ptr(false)}},
+	"W8A8_TENSOR_STATIC": {Weights: &QuantArgs{NumBits: ptr(8), Strategy: "tensor"}, InputActivations: &QuantArgs{NumBits: ptr(8), Strategy: "tensor", Dynamic: ptr(false)}},
 	// llmq: ZeroQuant-FP W4A8 in floating point (FP4 E2M1 weights g128, FP8 E4M3 per-token activations).
-	"W4A8_FP": {Weights: &QuantArgs{NumBits: 4, Type: "float", Strategy: "group", GroupSize: 128}, InputActivations: &QuantArgs{NumBits: 8, Type: "float", Strategy: "token", Dynamic: ptr(true)}},
+	"W4A8_FP": {Weights: &QuantArgs{NumBits: ptr(4), Type: "float", Strategy: "group", GroupSize: ptr(128)}, InputActivations: &QuantArgs{NumBits: ptr(8), Type: "float", Strategy: "token", Dynamic: ptr(true)}},
 }
 
 // PresetSchemes lists the scheme names a recipe's scheme: field accepts.

@@ -55,13 +55,11 @@ Example:
 			reps = fs.Int("reps", 3, "repetitions (the median is reported)")
 			one = fs.Bool("one", false, "measure --model in this process and print JSON (used internally)")
 			asJSON = fs.Bool("json", false, "print JSON instead of a table")
+			atLeast(fs, 1, "prompt-len", "gen", "reps")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if *modelPath == "" {
-				return fmt.Errorf("--model is required")
-			}
-			if *promptLen < 1 || *gen < 1 || *reps < 1 {
-				return fmt.Errorf("--prompt-len, --gen and --reps must be positive")
+				return usagef("--model is required")
 			}
 			if *one {
 				r, err := benchOne(*modelPath, *promptLen, *gen, *reps)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"llmq/checkpoint"
 	"llmq/internal/shared"
 	"llmq/model"
 	"llmq/modelio"
@@ -19,7 +20,10 @@ var reference bool
 // loadModel loads a model and reports how long it took.
 func loadModel(path string) (*model.Model, error) {
 	if path == "" {
-		return nil, fmt.Errorf("--model is required (a Hugging Face folder or a llama2.c .bin file)")
+		return nil, usagef("--model is required (a Hugging Face folder, an llmq quantized folder, a GGUF file or a llama2.c .bin file)")
+	}
+	if err := checkModelFolder(path); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	m, err := modelio.LoadWith(path, modelio.Options{Reference: reference})
@@ -29,6 +33,26 @@ func loadModel(path string) (*model.Model, error) {
 	fmt.Fprintf(os.Stderr, "loaded %s (%s, %d layers, hidden %d, %.1fM parameters) in %v\n",
 		path, m.Arch, m.Layers, m.Hidden, float64(m.NumParams())/1e6, time.Since(start).Round(time.Millisecond))
 	return m, nil
+}
+
+// checkModelFolder compares a model folder's config.json with the layers
+// its weights hold, before the loader allocates anything from the config
+// (the config's hyper-parameters are checked as it is parsed).
+func checkModelFolder(path string) error {
+	cfgPath := filepath.Join(path, "config.json")
+	if st, err := os.Stat(path); err != nil || !st.IsDir() || !fileExists(cfgPath) {
+		return nil // not a folder with a config: the loader says what it is
+	}
+	cfg, err := checkpoint.ReadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	store, err := checkpoint.OpenDir(path)
+	if err != nil {
+		return nil // the loader reports unreadable weights
+	}
+	defer store.Close()
+	return checkpoint.CheckLayers(cfg, store.Names())
 }
 
 // loadTokenizer finds the tokenizer of a model: in its folder
@@ -70,13 +94,24 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-// defaultData resolves the default evaluation text: WikiText-2's test split
-// from the shared reference folder.
-func defaultData() string {
+// sharedText resolves a default text file: the named WikiText-2 split
+// (wiki.test.tokens, wiki.valid.tokens) of the shared reference folder,
+// or "" when there is none. The defaults are resolved when a command runs,
+// so its help states them once, in words.
+func sharedText(name string) string {
 	if d := shared.Dir(); d != "" {
-		return filepath.Join(d, "data", "wikitext-2", "wiki.test.tokens")
+		return filepath.Join(d, "data", "wikitext-2", name)
 	}
 	return ""
+}
+
+// sharedMissing says where the default data files were looked for.
+func sharedMissing() string {
+	if d := os.Getenv("LLMQ_SHARED"); d != "" {
+		return fmt.Sprintf("the default is read from $LLMQ_SHARED (%s), which has no data/wikitext-2", d)
+	}
+	wd, _ := os.Getwd()
+	return fmt.Sprintf("the default comes from the shared reference folder, found through $LLMQ_SHARED (not set) or as ../shared beside the llmq source tree holding the working folder (%s is in none)", wd)
 }
 
 // encodeWithBOS is the evaluation protocol's token stream: BOS, then the

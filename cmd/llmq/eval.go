@@ -40,29 +40,40 @@ way.
 
 Example:
   llmq eval --model ../shared/models/wiki-llama-25m --limit 20
-  llmq eval --model ../shared/models/wiki-llama-25m --recipe smoothquant-w8a8 --limit 20`,
+  llmq eval --model ../shared/models/wiki-llama-25m-outliers --recipe smoothquant-o2 --limit 20`,
 		flags: func(fs *flag.FlagSet) {
 			modelPath = fs.String("model", "", "model folder (config.json + safetensors) or llama2.c .bin file")
-			data = fs.String("data", defaultData(), "text file to score (default: WikiText-2 test split from the shared folder)")
+			data = fs.String("data", "", "text file to score (default: WikiText-2's test split in the shared folder; see LLMQ_SHARED in llmq --help)")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
 			seqlen = fs.Int("seqlen", 512, "window length in tokens")
-			limit = fs.Int("limit", 0, "evaluate only the first N windows (0 = all)")
+			limit = fs.Int("limit", 0, "evaluate only the first N windows (default: all)")
 			asJSON = fs.Bool("json", false, "print the result as JSON on stdout")
 			recipeName = fs.String("recipe", "", "quantize on the fly with this recipe (file or preset) and compare with the unquantized model")
 			basePath = fs.String("base", "", "compare --model with this (unquantized) model: KL divergence and top-1 agreement")
 			ggufRound = fs.String("gguf-round", "", "round the weights as a GGUF export of this type would (q8_0, q4_0, f16): the in-process twin of llmq export --format gguf")
 			cf = addCalibFlags(fs)
+			atLeast(fs, 2, "seqlen")
+			atLeast(fs, 1, "limit")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q", args)
+			}
+			if *recipeName != "" && *basePath != "" {
+				return usagef("give --recipe (quantize --model on the fly) or --base (compare with a second model), not both")
 			}
 			if *data == "" {
-				return fmt.Errorf("--data is required (no shared WikiText-2 folder found)")
+				*data = sharedText("wiki.test.tokens")
+			}
+			if *data == "" {
+				return usagef("--data is required: %s", sharedMissing())
 			}
 			m, err := loadModel(*modelPath)
 			if err != nil {
 				return err
+			}
+			if m.Pos == nil && m.MaxPos > 0 && *seqlen > m.MaxPos {
+				fmt.Fprintf(os.Stderr, "warning: --seqlen %d exceeds the model's context of %d positions (max_position_embeddings): the perplexity measures extrapolation beyond it\n", *seqlen, m.MaxPos)
 			}
 			if *ggufRound != "" {
 				typ, err := gguf.ParseType(*ggufRound)
@@ -70,6 +81,11 @@ Example:
 					return err
 				}
 				if err := modelio.RoundLikeGGUF(m, typ); err != nil {
+					return err
+				}
+			}
+			if *recipeName != "" {
+				if err := checkRecipe(m, *recipeName); err != nil {
 					return err
 				}
 			}
@@ -88,18 +104,16 @@ Example:
 			ids := encodeWithBOS(tok, m, string(text))
 			fmt.Fprintf(os.Stderr, "tokenized %s: %d tokens in %v\n", *data, len(ids), time.Since(start).Round(time.Millisecond))
 			total := len(eval.Windows(ids, *seqlen, *limit))
-			if *recipeName != "" && *basePath != "" {
-				return fmt.Errorf("give --recipe (quantize --model on the fly) or --base (compare with a second model), not both")
-			}
 			if *recipeName != "" || *basePath != "" {
 				base, q := m, m
 				var qtime time.Duration
+				var cr *calibRun
 				if *recipeName != "" {
 					if q, err = modelio.Load(*modelPath); err != nil {
 						return err
 					}
 					start := time.Now()
-					if _, err := applyRecipe(q, func() (tokenizer.Tokenizer, error) { return tok, nil }, *recipeName, cf); err != nil {
+					if _, cr, err = applyRecipe(q, func() (tokenizer.Tokenizer, error) { return tok, nil }, *recipeName, cf); err != nil {
 						return err
 					}
 					qtime = time.Since(start)
@@ -107,7 +121,7 @@ Example:
 					return err
 				}
 				return compare(base, q, ids, cmpReport{model: *modelPath, base: *basePath, recipe: *recipeName, data: *data,
-					seqlen: *seqlen, limit: *limit, json: *asJSON, qtime: qtime, calib: cf})
+					seqlen: *seqlen, limit: *limit, json: *asJSON, qtime: qtime, calib: cr})
 			}
 			bar := progress.New("eval", total, "tok")
 			res, err := eval.Perplexity(m, ids, *seqlen, *limit, func(done, _ int) {
@@ -136,7 +150,7 @@ type cmpReport struct {
 	seqlen, limit             int
 	json                      bool
 	qtime                     time.Duration
-	calib                     *calibFlags
+	calib                     *calibRun
 }
 
 // compare scores q against base on the same windows and prints the result.
@@ -158,8 +172,8 @@ func compare(base, q *model.Model, ids []int, r cmpReport) error {
 			"peak_rss_bytes": sysinfo.PeakRSS(),
 		}
 		if r.recipe != "" {
-			out["recipe"], out["quantize_seconds"] = r.recipe, r.qtime.Seconds()
-			out["calib_samples"], out["calib_seqlen"], out["seed"] = *r.calib.samples, *r.calib.seqlen, *r.calib.seed
+			out["recipe"], out["quantize_seconds"], out["calibrated"] = r.recipe, r.qtime.Seconds(), r.calib != nil
+			r.calib.addJSON(out)
 		} else {
 			out["base"] = r.base
 		}

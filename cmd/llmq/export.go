@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"strings"
 )
 
@@ -12,6 +11,8 @@ type exportOptions struct {
 	out    string // output: a folder (compressed-tensors) or a file (gguf)
 	format string // compressed-tensors | gguf
 	typ    string // gguf tensor type for the linears: f32 | f16 | q8_0 | q4_0 (empty: from the folder)
+	force  bool   // gguf: replace an existing output file
+	json   bool   // print a JSON report on stdout
 }
 
 func init() {
@@ -29,30 +30,42 @@ Export converts a model for a serving engine.
   --format gguf                 a single GGUF v3 file for llama.cpp
                                 (--type f32|f16|q8_0|q4_0)
 
-Output is written to a temporary name and renamed when complete, so an
-interrupted export leaves nothing behind.`,
+An existing output is refused: a compressed-tensors folder must not exist,
+and a GGUF file is replaced only with --force (never when it is one of the
+model's own files). Output is written to a temporary name and renamed when
+complete, so an interrupted export leaves nothing behind.
+
+Example:
+  llmq export --model ../shared/models/wiki-llama-25m --format gguf --type q8_0 --out /tmp/wiki-q8_0.gguf
+  llmq quantize --model ../shared/models/wiki-llama-25m --recipe w8a8 --out /tmp/w8a8
+  llmq export --model /tmp/w8a8 --format compressed-tensors --out /tmp/w8a8-ct`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.model, "model", "", "model to export: Hugging Face folder, llmq quantized folder (GGUF also takes llama2.c .bin and .gguf files)")
 			fs.StringVar(&o.out, "out", "", "output folder (compressed-tensors) or file (gguf)")
 			fs.StringVar(&o.format, "format", "", "compressed-tensors or gguf")
 			fs.StringVar(&o.typ, "type", "", "GGUF tensor type of the linear weights: f32, f16, q8_0 or q4_0")
+			fs.BoolVar(&o.force, "force", false, "replace an existing GGUF output file")
+			fs.BoolVar(&o.json, "json", false, "print what was written as JSON on stdout")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q", args)
 			}
 			if o.model == "" || o.out == "" {
-				return fmt.Errorf("--model and --out are required")
+				return usagef("--model and --out are required")
 			}
 			switch strings.ToLower(o.format) {
 			case "compressed-tensors", "ct":
+				if o.force {
+					return usagef("--force applies to --format gguf; a compressed-tensors folder is never replaced (remove it first)")
+				}
 				return exportCompressedTensors(o)
 			case "gguf":
 				return exportGGUF(o)
 			case "":
-				return fmt.Errorf("--format is required: compressed-tensors or gguf")
+				return usagef("--format is required: compressed-tensors or gguf")
 			default:
-				return fmt.Errorf("unknown --format %q: compressed-tensors or gguf", o.format)
+				return usagef("unknown --format %q: compressed-tensors or gguf", o.format)
 			}
 		},
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,6 +25,12 @@ import (
 // --type: f16 for an FP model, q8_0 or q4_0 for a quantized folder whose
 // weights have 8 or at most 4 bits.
 func exportGGUF(o exportOptions) error {
+	if err := checkOutputFile("--out", o.out, o.force, modelInputs(o.model)); err != nil {
+		return err
+	}
+	if err := checkModelFolder(o.model); err != nil {
+		return err
+	}
 	m, err := modelio.LoadWith(o.model, modelio.Options{Reference: true})
 	if err != nil {
 		return err
@@ -41,12 +48,17 @@ func exportGGUF(o exportOptions) error {
 	if err != nil {
 		return err
 	}
+	if n := requantNote(m, typ); n != "" {
+		rep.Notes = append([]string{n}, rep.Notes...)
+	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(os.Stderr, "note: %s\n", n)
 	}
 	var counts []string
+	byType := map[string]int{}
 	for t, n := range rep.Tensors {
 		counts = append(counts, fmt.Sprintf("%d %v", n, t))
+		byType[t.String()] = n
 	}
 	sort.Strings(counts)
 	st, err := os.Stat(o.out)
@@ -54,7 +66,41 @@ func exportGGUF(o exportOptions) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s (%s tensors; %.1f MiB)\n", o.out, strings.Join(counts, ", "), float64(st.Size())/(1<<20))
+	if o.json {
+		notes := rep.Notes
+		if notes == nil {
+			notes = []string{}
+		}
+		return json.NewEncoder(os.Stdout).Encode(map[string]any{
+			"model": o.model, "format": "gguf", "out": o.out, "type": typ.String(), "bytes": st.Size(),
+			"tensors": byType, "vocabulary": tok != nil, "notes": notes,
+		})
+	}
 	return nil
+}
+
+// requantNote says what happens to a quantized folder's layers in the
+// export: GGUF has no type for llmq's formats, so they are dequantized and
+// encoded again in the GGUF type, which adds its own rounding error.
+func requantNote(m *model.Model, typ gguf.Type) string {
+	specs := map[string]int{}
+	for _, b := range m.Blocks {
+		for _, nl := range b.Linears() {
+			if q, ok := (*nl.Linear).(*quant.QuantLinear); ok {
+				specs[q.Weight().Spec.String()]++
+			}
+		}
+	}
+	if len(specs) == 0 {
+		return ""
+	}
+	var parts []string
+	for s, n := range specs {
+		parts = append(parts, fmt.Sprintf("%d × %s", n, s))
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("the folder's quantized linears (%s) are dequantized and re-encoded as %v: GGUF has no type for them, and the second rounding adds its own error (compare: llmq eval --model OUT.gguf --base the FP model)",
+		strings.Join(parts, ", "), typ)
 }
 
 // ggufExportType resolves --type (see exportGGUF for the default).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ func init() {
 	var n *int
 	var temp, topP *float64
 	var seed *uint64
+	var asJSON *bool
 	commands = append(commands, &command{
 		name:    "generate",
 		summary: "continue a prompt (greedy or seeded top-p sampling)",
@@ -35,17 +37,22 @@ Example:
 			temp = fs.Float64("temperature", 0, "sampling temperature (0 = greedy)")
 			topP = fs.Float64("top-p", 0.9, "nucleus sampling mass")
 			seed = fs.Uint64("seed", 1, "random seed for sampling")
+			asJSON = fs.Bool("json", false, "print the prompt, the continuation, its ids and timings as JSON on stdout instead of the text")
+			atLeast(fs, 0, "n")
+			nonNegative(fs, "temperature")
+			positive(fs, "top-p")
+			atMost(fs, 1, "top-p")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
 				if *prompt != "" {
-					return fmt.Errorf("unexpected arguments %q", args)
+					return usagef("unexpected arguments %q", args)
 				}
 				*prompt = strings.Join(args, " ")
 			}
 			sampler, err := generate.NewSampler(*temp, *topP, *seed)
 			if err != nil {
-				return err
+				return usagef("%v", err)
 			}
 			m, err := loadModel(*modelPath)
 			if err != nil {
@@ -56,7 +63,9 @@ Example:
 				return err
 			}
 			ids := encodeWithBOS(tok, m, *prompt)
-			fmt.Print(*prompt)
+			if !*asJSON {
+				fmt.Print(*prompt)
+			}
 			eos := tok.EOS()
 			var out []int
 			printed := ""
@@ -72,19 +81,52 @@ Example:
 				text := tok.Decode(append(ids[len(ids)-1:len(ids):len(ids)], out...))
 				text = strings.TrimPrefix(text, tok.Decode(ids[len(ids)-1:]))
 				if strings.HasPrefix(text, printed) {
-					fmt.Print(text[len(printed):])
+					if !*asJSON {
+						fmt.Print(text[len(printed):])
+					}
 					printed = text
 				}
 				return true
 			})
-			fmt.Println()
+			if !*asJSON {
+				fmt.Println()
+			}
 			if err != nil {
 				return err
 			}
 			el := time.Since(start)
+			decodeTPS := 0.0
 			if len(out) > 1 {
+				decodeTPS = float64(len(out)-1) / (el - first).Seconds()
 				fmt.Fprintf(os.Stderr, "%d prompt tokens, %d generated; prefill %v, decode %.1f tok/s\n",
-					len(ids), len(out), first.Round(time.Millisecond), float64(len(out)-1)/(el-first).Seconds())
+					len(ids), len(out), first.Round(time.Millisecond), decodeTPS)
+			}
+			if *asJSON {
+				stop := "length" // -n tokens
+				switch {
+				case len(out) < *n && m.Pos != nil && len(ids)+len(out) >= m.MaxPos:
+					stop = "context" // the model's learned positions ran out
+				case len(out) < *n:
+					stop = "eos"
+				}
+				if out == nil {
+					out = []int{}
+				}
+				rep := map[string]any{
+					"model": *modelPath, "prompt": *prompt, "text": printed, "prompt_tokens": len(ids),
+					"generated_tokens": len(out), "ids": out, "stop": stop, "seconds": el.Seconds(),
+					"sampling": "greedy",
+				}
+				if *temp > 0 {
+					rep["sampling"], rep["temperature"], rep["top_p"], rep["seed"] = "top-p", *temp, *topP, *seed
+				}
+				if len(out) > 0 {
+					rep["prefill_seconds"] = first.Seconds()
+				}
+				if len(out) > 1 {
+					rep["decode_tokens_per_second"] = decodeTPS
+				}
+				return json.NewEncoder(os.Stdout).Encode(rep)
 			}
 			return nil
 		},

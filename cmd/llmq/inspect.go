@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"llmq/eval"
 	"llmq/inspect"
 	"llmq/internal/progress"
-	"llmq/internal/shared"
 	"llmq/model"
 	"llmq/recipe"
 )
@@ -23,7 +23,7 @@ func init() {
 	var modelPath, recipeName, tokPath, out, calibData, data *string
 	var samples, seqlen, sensWindows, sensSeqlen, top *int
 	var seed *uint64
-	var randomCalib, perLinear *bool
+	var randomCalib, perLinear, asJSON *bool
 	var ratio *float64
 	commands = append(commands, &command{
 		name:    "inspect",
@@ -51,42 +51,48 @@ calibrated on random token ids with --calib-random.
 Example:
   llmq inspect --model ../shared/models/wiki-llama-25m-outliers --recipe smoothquant-o2 --out report.html`,
 		flags: func(fs *flag.FlagSet) {
-			defCalib, defData := "", ""
-			if d := shared.Dir(); d != "" {
-				defCalib = filepath.Join(d, "data", "wikitext-2", "wiki.valid.tokens")
-				defData = filepath.Join(d, "data", "wikitext-2", "wiki.test.tokens")
-			}
 			modelPath = fs.String("model", "", "model folder (config.json + safetensors) or llama2.c .bin file, unquantized")
 			recipeName = fs.String("recipe", inspect.DefaultRecipe, "recipe YAML file or preset whose quantization is measured")
 			out = fs.String("out", "", "HTML file to write")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
-			calibData = fs.String("calib-data", defCalib, "calibration text (default: WikiText-2 validation split)")
+			calibData = fs.String("calib-data", "", calibDataHelp)
 			samples = fs.Int("calib-samples", 16, "number of calibration sequences")
 			seqlen = fs.Int("calib-seqlen", 256, "tokens per calibration sequence")
 			seed = fs.Uint64("seed", 0, "seed for choosing calibration windows")
 			randomCalib = fs.Bool("calib-random", false, "calibrate (and measure sensitivity) on uniformly random token ids instead of text (models without a tokenizer)")
-			data = fs.String("data", defData, "text the sensitivity is measured on (default: WikiText-2 test split)")
+			data = fs.String("data", "", "text the sensitivity is measured on (default: WikiText-2's test split in the shared folder)")
 			sensWindows = fs.Int("sens-windows", 4, "windows of --data for the sensitivity (0 skips it)")
 			sensSeqlen = fs.Int("sens-seqlen", 256, "tokens per sensitivity window")
 			perLinear = fs.Bool("per-linear", false, "measure the sensitivity of each linear alone instead of each block (7× the work on Llama)")
 			top = fs.Int("top", inspect.DefaultTopK, "top channels listed per linear input")
 			ratio = fs.Float64("outlier-ratio", inspect.DefaultOutlierRatio, "flag channels whose max |x| is at least this many times the median channel's")
+			asJSON = fs.Bool("json", false, "print the report's summary (recurring outlier channels, sensitivity) as JSON on stdout")
+			atLeast(fs, 1, "calib-samples", "calib-seqlen", "top")
+			atLeast(fs, 0, "sens-windows")
+			atLeast(fs, 2, "sens-seqlen")
+			positive(fs, "outlier-ratio")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q", args)
 			}
 			if *modelPath == "" {
-				return fmt.Errorf("--model is required (an unquantized Hugging Face folder or a llama2.c .bin file)")
+				return usagef("--model is required (an unquantized Hugging Face folder or a llama2.c .bin file)")
 			}
 			if *out == "" {
-				return fmt.Errorf("--out is required (the HTML report to write)")
+				return usagef("--out is required (the HTML report to write)")
 			}
-			if *samples <= 0 || *seqlen <= 0 || *sensWindows < 0 || *sensSeqlen < 2 || *top <= 0 || *ratio <= 0 {
-				return fmt.Errorf("--calib-samples, --calib-seqlen, --top and --outlier-ratio must be positive, --sens-windows not negative and --sens-seqlen at least 2")
+			if *calibData == "" {
+				*calibData = sharedText("wiki.valid.tokens")
 			}
-			if st, err := os.Stat(filepath.Dir(*out)); err != nil || !st.IsDir() {
-				return fmt.Errorf("--out %s: folder %s does not exist", *out, filepath.Dir(*out))
+			if *data == "" {
+				*data = sharedText("wiki.test.tokens")
+			}
+			// A report is rewritten on each run, but never over a folder or
+			// one of the files the run reads.
+			inputs := append(modelInputs(*modelPath), *calibData, *data, *recipeName)
+			if err := checkOutputFile("--out", *out, true, inputs); err != nil {
+				return err
 			}
 			if _, err := recipe.Load(*recipeName); err != nil { // fail before loading anything
 				return err
@@ -115,17 +121,18 @@ Example:
 				if tok.VocabSize() > fp.Vocab {
 					return fmt.Errorf("tokenizer has %d tokens but the model only %d: wrong tokenizer? (or use --calib-random)", tok.VocabSize(), fp.Vocab)
 				}
-				encode := func(path string) ([]int, error) {
+				encode := func(path string, read func(string) (string, error)) ([]int, error) {
 					if path == "" {
-						return nil, fmt.Errorf("no text file given and no shared WikiText-2 folder found: pass --calib-data and --data")
+						return nil, usagef("no text file given and no shared WikiText-2 folder found: pass --calib-data and --data (%s)", sharedMissing())
 					}
-					text, err := os.ReadFile(path)
+					text, err := read(path)
 					if err != nil {
 						return nil, err
 					}
-					return encodeWithBOS(tok, fp, string(text)), nil
+					return encodeWithBOS(tok, fp, text), nil
 				}
-				ids, err := encode(*calibData)
+				readFile := func(p string) (string, error) { b, err := os.ReadFile(p); return string(b), err }
+				ids, err := encode(*calibData, readCalibText)
 				if err != nil {
 					return err
 				}
@@ -134,7 +141,7 @@ Example:
 				}
 				opt.CalibSource = displayPath(*calibData)
 				if *sensWindows > 0 {
-					if ids, err = encode(*data); err != nil {
+					if ids, err = encode(*data, readFile); err != nil {
 						return err
 					}
 					if opt.Eval = eval.Windows(ids, *sensSeqlen, *sensWindows); len(opt.Eval) == 0 {
@@ -165,11 +172,55 @@ Example:
 				return err
 			}
 			printInspectSummary(rep)
-			st, _ := os.Stat(*out)
+			st, err := os.Stat(*out)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(os.Stderr, "wrote %s (%.0f KiB) in %v\n", *out, float64(st.Size())/1024, rep.Elapsed.Round(1e8))
+			if *asJSON {
+				return json.NewEncoder(os.Stdout).Encode(inspectJSON(rep, *out, st.Size()))
+			}
 			return nil
 		},
 	})
+}
+
+// inspectJSON is the summary --json prints: what the report's top says.
+func inspectJSON(rep *inspect.Report, out string, size int64) map[string]any {
+	type channel struct {
+		Index    int     `json:"index"`
+		Count    int     `json:"count"`
+		Of       int     `json:"of"`
+		MaxRatio float64 `json:"max_ratio"`
+	}
+	recurring := []channel{}
+	for _, r := range rep.Recurring {
+		if len(recurring) == 10 {
+			break
+		}
+		recurring = append(recurring, channel{r.Index, r.Count, r.Of, r.MaxRatio})
+	}
+	j := map[string]any{
+		"model": rep.Model, "arch": rep.Arch, "recipe": rep.Recipe, "stages": rep.Stages, "out": out, "bytes": size,
+		"seconds": rep.Elapsed.Seconds(), "calib_source": rep.CalibSource, "calib_samples": rep.CalibSeqs,
+		"calib_seqlen": rep.CalibLen, "recurring_channels": recurring,
+	}
+	if s := rep.Sensitivity; s != nil {
+		type part struct {
+			Name string  `json:"name"`
+			KL   float64 `json:"kl"`
+			PPL  float64 `json:"ppl"`
+		}
+		parts := []part{}
+		for _, d := range s.Parts {
+			parts = append(parts, part{d.Name, d.KL, d.PPL})
+		}
+		j["sensitivity"] = map[string]any{
+			"source": rep.EvalSource, "windows": s.Windows, "seqlen": s.SeqLen, "per_linear": s.PerLinear,
+			"ppl_base": s.BasePPL, "ppl": s.Full.PPL, "kl": s.Full.KL, "parts": parts,
+		}
+	}
+	return j
 }
 
 // printInspectSummary tells on stderr what the report's top says.

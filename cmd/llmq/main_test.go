@@ -39,7 +39,7 @@ func TestCLI(t *testing.T) {
 	}{
 		{[]string{"--help"}, "", 0, "Commands:"},
 		{[]string{"frobnicate"}, "", 2, ""},
-		{[]string{"eval"}, "", 1, ""}, // no --model
+		{[]string{"eval"}, "", 2, ""}, // no --model
 		{[]string{"eval", "--model", "/nonexistent"}, "", 1, ""},
 		{[]string{"eval", "--bogus-flag"}, "", 2, ""},
 		{[]string{"tokenize", "--model", llama}, "Hello world", 0, "1 15043 3186\n"},
@@ -47,7 +47,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"eval", "--model", llama, "--limit", "1", "--seqlen", "64", "--json"}, "", 0, `"windows":1`},
 		{[]string{"generate", "--model", llama, "--prompt", "The", "-n", "4"}, "", 0, "The"},
 		{[]string{"bench", "--model", llama, "--one", "--prompt-len", "8", "--gen", "2", "--reps", "1"}, "", 0, `"decode_tokens_per_second"`},
-		{[]string{"bench", "--model", llama, "--gen", "0"}, "", 1, ""},
+		{[]string{"bench", "--model", llama, "--gen", "0"}, "", 2, ""},
 	}
 	for _, c := range cases {
 		code, out := capture(t, c.stdin, c.args...)

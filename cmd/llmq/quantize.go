@@ -5,14 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"llmq/calib"
 	"llmq/internal/progress"
-	"llmq/internal/shared"
 	"llmq/internal/sysinfo"
 	"llmq/model"
 	"llmq/modelio"
@@ -30,28 +28,54 @@ type calibFlags struct {
 }
 
 func addCalibFlags(fs *flag.FlagSet) *calibFlags {
-	def := ""
-	if d := shared.Dir(); d != "" {
-		def = filepath.Join(d, "data", "wikitext-2", "wiki.valid.tokens")
-	}
-	return &calibFlags{
-		data:    fs.String("calib-data", def, "calibration text (default: WikiText-2 validation split; never the test split)"),
+	cf := &calibFlags{
+		data:    fs.String("calib-data", "", calibDataHelp),
 		samples: fs.Int("calib-samples", 128, "number of calibration sequences"),
 		seqlen:  fs.Int("calib-seqlen", 512, "tokens per calibration sequence"),
 		seed:    fs.Uint64("seed", 0, "seed for choosing calibration windows"),
 	}
+	atLeast(fs, 1, "calib-samples", "calib-seqlen")
+	return cf
+}
+
+// checkRecipe loads the named recipe and builds it against m, so a recipe
+// that does not fit the model fails before anything slow (tokenizing,
+// calibration) starts.
+func checkRecipe(m *model.Model, recipeName string) error {
+	r, err := recipe.Load(recipeName)
+	if err != nil {
+		return err
+	}
+	_, err = r.Build(m)
+	return err
+}
+
+// calibRun describes the calibration a recipe ran (nil: none).
+type calibRun struct {
+	data            string
+	samples, seqlen int
+	seed            uint64
+}
+
+// addJSON adds the calibration fields to a JSON report, only when
+// calibration ran.
+func (c *calibRun) addJSON(out map[string]any) {
+	if c == nil {
+		return
+	}
+	out["calib_data"], out["calib_samples"], out["calib_seqlen"], out["seed"] = c.data, c.samples, c.seqlen, c.seed
 }
 
 // applyRecipe quantizes m in place with the named recipe, drawing
 // calibration data only if a method needs it.
-func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipeName string, cf *calibFlags) ([]methods.Method, error) {
+func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipeName string, cf *calibFlags) ([]methods.Method, *calibRun, error) {
 	r, err := recipe.Load(recipeName)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stages, err := r.Build(m)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var names []string
 	need := false
@@ -60,32 +84,37 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 		need = need || s.NeedsCalibration()
 	}
 	var seqs [][]int
+	var cr *calibRun
 	if need {
 		if *cf.data == "" {
-			return nil, fmt.Errorf("the recipe needs calibration data: pass --calib-data FILE")
+			*cf.data = sharedText("wiki.valid.tokens")
 		}
-		text, err := os.ReadFile(*cf.data)
+		if *cf.data == "" {
+			return nil, nil, usagef("the recipe needs calibration data: pass --calib-data FILE (%s)", sharedMissing())
+		}
+		text, err := readCalibText(*cf.data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		t, err := tok()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ids := encodeWithBOS(t, m, string(text))
 		if seqs, err = calib.Sample(ids, *cf.samples, *cf.seqlen, *cf.seed); err != nil {
-			return nil, fmt.Errorf("%s: %w", *cf.data, err)
+			return nil, nil, fmt.Errorf("%s: %w", *cf.data, err)
 		}
+		cr = &calibRun{data: *cf.data, samples: len(seqs), seqlen: *cf.seqlen, seed: *cf.seed}
 		fmt.Fprintf(os.Stderr, "calibration: %d × %d tokens from %s\n", len(seqs), *cf.seqlen, *cf.data)
 	}
 	fmt.Fprintf(os.Stderr, "recipe %s: %s\n", r.Source, strings.Join(names, " → "))
 	bar := progress.New("quantize", len(m.Blocks), "layer")
 	start := time.Now()
 	if err := methods.Run(m, seqs, stages, func(done, _ int) { bar.Update(done, float64(done)) }); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "quantized in %v\n", time.Since(start).Round(time.Millisecond))
-	return stages, nil
+	return stages, cr, nil
 }
 
 func init() {
@@ -95,7 +124,7 @@ func init() {
 	commands = append(commands, &command{
 		name:    "quantize",
 		summary: "quantize a model with a recipe (llm-compressor YAML or a preset)",
-		usage:   "--model DIR --recipe FILE.yaml|PRESET",
+		usage:   "--model DIR --recipe FILE.yaml|PRESET --out DIR",
 		help: `Applies a quantization recipe layer by layer: calibration sequences from
 --calib-data are run through the model block by block, each block is
 transformed by the recipe's modifiers in order, and its quantized outputs
@@ -117,27 +146,33 @@ Example:
 			recipeName = fs.String("recipe", "", "recipe YAML file or preset name")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (default: found beside the model)")
 			out = fs.String("out", "", "folder to write the quantized model to (must not exist)")
-			asJSON = fs.Bool("json", false, "print a JSON summary (time, peak RSS) on stdout")
+			asJSON = fs.Bool("json", false, "print a JSON summary (time, peak RSS, calibration when it ran) on stdout")
 			cf = addCalibFlags(fs)
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q", args)
 			}
 			if *recipeName == "" {
-				return fmt.Errorf("--recipe is required (presets: %s)", strings.Join(recipe.Presets(), ", "))
+				return usagef("--recipe is required (presets: %s)", strings.Join(recipe.Presets(), ", "))
 			}
 			if *out == "" {
-				return fmt.Errorf("--out is required (to measure without saving: llmq eval --recipe)")
+				return usagef("--out is required (to measure without saving: llmq eval --recipe)")
 			}
 			if _, err := os.Stat(*out); err == nil {
 				return fmt.Errorf("%s already exists; choose a new output folder", *out)
+			}
+			if _, err := recipe.Load(*recipeName); err != nil { // fail before loading anything
+				return err
 			}
 			// Quantization holds little live memory for long (one block's
 			// weights and activations); a tighter GC target keeps the peak
 			// near the live size instead of Go's default 2×.
 			debug.SetGCPercent(25)
 			// Lazily: block weights are read as quantization reaches them.
+			if err := checkModelFolder(*modelPath); err != nil {
+				return err
+			}
 			load := model.LoadLazy
 			if modelio.IsGGUF(*modelPath) {
 				load = modelio.Load // a GGUF file loads whole, dequantized to FP32
@@ -149,7 +184,7 @@ Example:
 			defer m.Close()
 			tok := func() (tokenizer.Tokenizer, error) { return loadTokenizer(*modelPath, *tokPath) }
 			start := time.Now()
-			stages, err := applyRecipe(m, tok, *recipeName, cf)
+			stages, cr, err := applyRecipe(m, tok, *recipeName, cf)
 			if err != nil {
 				return err
 			}
@@ -164,10 +199,12 @@ Example:
 			}
 			fmt.Fprintf(os.Stderr, "wrote %s (peak RSS %.0f MiB)\n", *out, float64(sysinfo.PeakRSS())/(1<<20))
 			if *asJSON {
-				return json.NewEncoder(os.Stdout).Encode(map[string]any{
+				rep := map[string]any{
 					"model": *modelPath, "recipe": *recipeName, "out": *out, "quantize_seconds": qtime.Seconds(),
-					"peak_rss_bytes": sysinfo.PeakRSS(), "calib_samples": *cf.samples, "calib_seqlen": *cf.seqlen, "seed": *cf.seed,
-				})
+					"peak_rss_bytes": sysinfo.PeakRSS(), "calibrated": cr != nil,
+				}
+				cr.addJSON(rep)
+				return json.NewEncoder(os.Stdout).Encode(rep)
 			}
 			return nil
 		},

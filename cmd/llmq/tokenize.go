@@ -2,8 +2,8 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -11,7 +11,7 @@ import (
 
 func init() {
 	var modelPath, file, tokPath *string
-	var noBOS *bool
+	var noBOS, asJSON *bool
 	commands = append(commands, &command{
 		name:    "tokenize",
 		summary: "print the token ids of a text (BOS first, like llama-tokenize)",
@@ -27,13 +27,14 @@ Example:
 			file = fs.String("file", "", "text file (default: standard input)")
 			tokPath = fs.String("tokenizer", "", "tokenizer file or folder (overrides --model)")
 			noBOS = fs.Bool("no-bos", false, "do not prepend BOS")
+			asJSON = fs.Bool("json", false, "print the ids, their count and (SentencePiece) pieces as JSON on stdout")
 		},
 		run: func(fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q", args)
+				return usagef("unexpected arguments %q", args)
 			}
 			if *modelPath == "" && *tokPath == "" {
-				return fmt.Errorf("--model or --tokenizer is required")
+				return usagef("--model or --tokenizer is required")
 			}
 			tok, err := loadTokenizer(*modelPath, *tokPath)
 			if err != nil {
@@ -51,6 +52,22 @@ Example:
 			ids := tok.Encode(string(text))
 			if !*noBOS && tok.BOS() >= 0 {
 				ids = append([]int{tok.BOS()}, ids...)
+			}
+			if *asJSON {
+				rep := map[string]any{"ids": ids, "tokens": len(ids), "bos": !*noBOS && tok.BOS() >= 0, "vocab_size": tok.VocabSize()}
+				if pt, ok := tok.(interface{ Piece(id int) string }); ok {
+					pieces := make([]string, len(ids))
+					for i, id := range ids {
+						pieces[i] = pt.Piece(id)
+					}
+					rep["pieces"] = pieces
+				}
+				if ids == nil {
+					rep["ids"] = []int{}
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetEscapeHTML(false) // pieces such as <s> stay readable
+				return enc.Encode(rep)
 			}
 			w := bufio.NewWriter(os.Stdout)
 			for i, id := range ids {

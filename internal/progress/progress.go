@@ -53,7 +53,7 @@ func (b *Bar) Update(done int, units float64) {
 	const width = 30
 	fill := width * done / max(b.total, 1)
 	bar := strings.Repeat("=", fill) + strings.Repeat(" ", width-fill)
-	line := fmt.Sprintf("%s [%s] %d/%d  %.0f %s/s  elapsed %s  eta %s", b.label, bar, done, b.total, rate, b.unit, el.Round(time.Second), eta)
+	line := fmt.Sprintf("%s [%s] %d/%d  %s  elapsed %s  eta %s", b.label, bar, done, b.total, Rate(rate, b.unit), el.Round(time.Second), eta)
 	if b.tty {
 		fmt.Fprintf(b.w, "\r\033[K%s", line)
 		if done >= b.total {
@@ -62,4 +62,18 @@ func (b *Bar) Update(done int, units float64) {
 	} else {
 		fmt.Fprintln(b.w, line)
 	}
+}
+
+// Rate formats a throughput with a unit that fits: "850 tok/s", "3.2
+// layer/s", and below one per second the time per unit, "12.5 s/layer".
+func Rate(perSecond float64, unit string) string {
+	switch {
+	case perSecond <= 0 || perSecond != perSecond || perSecond > 1e300:
+		return "– " + unit + "/s"
+	case perSecond >= 100:
+		return fmt.Sprintf("%.0f %s/s", perSecond, unit)
+	case perSecond >= 1:
+		return fmt.Sprintf("%.1f %s/s", perSecond, unit)
+	}
+	return fmt.Sprintf("%.1f s/%s", 1/perSecond, unit)
 }

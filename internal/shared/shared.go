@@ -33,16 +33,28 @@ func Dir() string {
 }
 
 // Path joins elements onto the shared directory and skips the test when the
-// file is not there (a checkout without the reference files).
+// file is not there (a checkout without the reference files), saying what
+// was skipped. In CI (CI=true) a missing file fails the test instead, so
+// a run without the reference files cannot pass for a green one.
 func Path(tb testing.TB, elem ...string) string {
 	tb.Helper()
+	want := filepath.Join(elem...)
 	d := Dir()
 	if d == "" {
-		tb.Skip("shared reference files not found (set LLMQ_SHARED)")
+		missing(tb, "%s skipped: shared reference folder not found, so %s is not here (set LLMQ_SHARED, or put shared/ beside the checkout)", tb.Name(), want)
 	}
-	p := filepath.Join(append([]string{d}, elem...)...)
+	p := filepath.Join(d, want)
 	if _, err := os.Stat(p); err != nil {
-		tb.Skipf("shared file missing: %v", err)
+		missing(tb, "%s skipped: shared file missing: %v", tb.Name(), err)
 	}
 	return p
+}
+
+// missing skips the test, or fails it in CI.
+func missing(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("CI=true: "+format, args...)
+	}
+	tb.Skipf(format, args...)
 }
