@@ -226,3 +226,21 @@ func (c *Config) Strings(names ...string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ConfigObject decodes a config.json into a generic map for rewriting,
+// keeping every number as it was written (json.Number): a plain decode
+// turns 30.0 into float64 30, which marshals back as 30, and transformers'
+// strict config classes refuse an integer where a float field stands
+// (Gemma 2's final_logit_softcapping, Mixtral's router_jitter_noise).
+func ConfigObject(path string, raw []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var cfg map[string]any
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: invalid JSON: %v", path, err)
+	}
+	if cfg == nil {
+		return nil, fmt.Errorf("%s: not a JSON object", path)
+	}
+	return cfg, nil
+}

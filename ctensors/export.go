@@ -41,9 +41,9 @@ func Export(src, out string) error {
 	if err != nil {
 		return fmt.Errorf("%s: an llmq quantized folder is needed (llmq quantize --out DIR writes one): %w", src, err)
 	}
-	var cfg map[string]any
-	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
-		return fmt.Errorf("%s: invalid JSON: %v", cfgPath, err)
+	cfg, err := checkpoint.ConfigObject(cfgPath, cfgRaw)
+	if err != nil {
+		return err
 	}
 	if qc, _ := cfg["quantization_config"].(map[string]any); qc == nil || qc["quant_method"] != "llmq" {
 		return fmt.Errorf("%s: not an llmq quantized folder (quantization_config.quant_method is not \"llmq\"); quantize it first with llmq quantize", cfgPath)

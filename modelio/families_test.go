@@ -3,11 +3,14 @@ package modelio
 import (
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"llmq/internal/shared"
 	"llmq/model"
+	"llmq/quant"
 	"llmq/quant/methods"
 	"llmq/recipe"
 )
@@ -174,4 +177,32 @@ func logSoftmax(z []float32) []float64 {
 		out[i] = float64(v) - m - math.Log(s)
 	}
 	return out
+}
+
+// A saved folder's config.json spells every number as the source did:
+// transformers' strict config classes refuse 30 where the field is a float
+// (Gemma 2's "final_logit_softcapping": 30.0), so re-encoding through
+// float64 would make the folder and its exports unloadable there.
+func TestSaveKeepsConfigNumbers(t *testing.T) {
+	src := shared.Path(t, "models", "tiny-gemma2")
+	m, err := model.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := methods.Run(m, nil, []methods.Method{&methods.RTN{Scheme: methods.Scheme{Weights: quant.MustParseSpec("int8-sym-channel")}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "q")
+	if err := Save(m, src, out, "test"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"final_logit_softcapping": 30.0`, `"attn_logit_softcapping": 50.0`, `"rms_norm_eps": 1e-06`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("config.json lost %s:\n%s", want, raw)
+		}
+	}
 }

@@ -88,9 +88,9 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	} else if cfgRaw, err = os.ReadFile(filepath.Join(srcDir, "config.json")); err != nil {
 		return fmt.Errorf("%s: a quantized model is saved beside its source config.json: %w", srcDir, err)
 	}
-	var cfg map[string]any
-	if err := json.Unmarshal(cfgRaw, &cfg); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(srcDir, "config.json"), err)
+	cfg, err := checkpoint.ConfigObject(filepath.Join(srcDir, "config.json"), cfgRaw)
+	if err != nil {
+		return err
 	}
 	w := &tensorWriter{}
 	layers := map[string]LayerInfo{}

@@ -364,9 +364,11 @@ def build_model(cfg, state, device, act_schemes, tensors, dtype=torch.float32):
             json.dump(c | {"model_type": model_type}, f)
         save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(tmp, "model.safetensors"))
         model = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=dtype, attn_implementation="eager")
-        print(f"   (module layout differs from the checkpoint's: loaded through from_pretrained; "
-              f"{len(act_schemes)} activation hooks where the modules exist)")
-        act_schemes = {k: v for k, v in act_schemes.items() if k in dict(model.named_modules())}
+        mods = dict(model.named_modules())
+        n = len(act_schemes)
+        act_schemes = {k: v for k, v in act_schemes.items() if k in mods}
+        print(f"   (module layout differs from the checkpoint's: loaded through from_pretrained; activation "
+              f"quantization hooked on the {len(act_schemes)} of {n} quantized linears that are modules there)")
     elif tied:
         model.tie_weights()
     model.to(device).eval()

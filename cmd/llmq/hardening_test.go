@@ -488,3 +488,42 @@ func TestCalibDataFormats(t *testing.T) {
 		t.Errorf("quantize with JSON Lines calibration: exit %d, %q, %s", code, stdout, stderr)
 	}
 }
+
+// Pre-tokenized calibration rows ("input_ids") need no tokenizer: a model
+// folder without one (the tiny fixtures) is quantized from them, and ids
+// outside the vocabulary are refused.
+func TestCalibTokenIDs(t *testing.T) {
+	dir := t.TempDir()
+	var rows []byte
+	for r := 0; r < 4; r++ {
+		ids := make([]int, 40)
+		for i := range ids {
+			ids[i] = (r*131 + i*7) % 512
+		}
+		b, _ := json.Marshal(map[string][]int{"input_ids": ids})
+		rows = append(append(rows, b...), '\n')
+	}
+	calib := filepath.Join(dir, "ids.jsonl")
+	os.WriteFile(calib, rows, 0o644)
+	mistral := shared.Path(t, "models", "tiny-mistral")
+	code, _, stderr := runCLI(t, "", "quantize", "--model", mistral, "--recipe", "smoothquant-o1", "--out", filepath.Join(dir, "q"),
+		"--calib-data", calib, "--calib-samples", "4", "--calib-seqlen", "32")
+	if code != 0 {
+		t.Fatalf("quantize from token ids: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "q", "model.safetensors")); err != nil {
+		t.Error(err)
+	}
+	mixed := filepath.Join(dir, "mixed.jsonl")
+	os.WriteFile(mixed, []byte(`{"input_ids": [1, 2]}`+"\n"+`{"text": "x"}`+"\n"), 0o644)
+	if _, _, err := readCalib(mixed); err == nil || !strings.Contains(err.Error(), "mixed.jsonl:2") {
+		t.Errorf("mixed rows: %v", err)
+	}
+	big := filepath.Join(dir, "big.jsonl")
+	os.WriteFile(big, []byte(`{"input_ids": [1, 2, 600]}`+"\n"), 0o644)
+	code, _, stderr = runCLI(t, "", "quantize", "--model", mistral, "--recipe", "smoothquant-o1", "--out", filepath.Join(dir, "q2"),
+		"--calib-data", big, "--calib-samples", "1", "--calib-seqlen", "2")
+	if code == 0 || !strings.Contains(stderr, "600") {
+		t.Errorf("id 600 in a vocabulary of 512: exit %d, %s", code, stderr)
+	}
+}

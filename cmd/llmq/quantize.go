@@ -92,15 +92,22 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 		if *cf.data == "" {
 			return nil, nil, usagef("the recipe needs calibration data: pass --calib-data FILE (%s)", sharedMissing())
 		}
-		text, err := readCalibText(*cf.data)
+		text, ids, err := readCalib(*cf.data)
 		if err != nil {
 			return nil, nil, err
 		}
-		t, err := tok()
-		if err != nil {
-			return nil, nil, err
+		if ids == nil {
+			t, err := tok()
+			if err != nil {
+				return nil, nil, err
+			}
+			ids = encodeWithBOS(t, m, text)
 		}
-		ids := encodeWithBOS(t, m, string(text))
+		for i, id := range ids {
+			if id < 0 || id >= m.Vocab {
+				return nil, nil, fmt.Errorf("%s: token id %d (number %d) is outside the model's vocabulary of %d", *cf.data, id, i, m.Vocab)
+			}
+		}
 		if seqs, err = calib.Sample(ids, *cf.samples, *cf.seqlen, *cf.seed); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", *cf.data, err)
 		}
