@@ -47,10 +47,7 @@ func loadGemma2(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, err
 	}
 	d.attnCap, d.logitCap = float32(attnCap), float32(logitCap)
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, d.HeadDim, gemmaNames.Embed); err != nil {
-		return nil, err
-	}
-	return d.bind(w)
+	return d.build(cfg, w)
 }
 
 // gemmaDecoder reads what Gemma 2 and Gemma 3 share; defType gives the

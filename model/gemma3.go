@@ -28,8 +28,5 @@ func loadGemma3(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, err
 	}
 	d.qkNorm = true
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, d.HeadDim, gemmaNames.Embed); err != nil {
-		return nil, err
-	}
-	return d.bind(w)
+	return d.build(cfg, w)
 }

@@ -56,16 +56,45 @@ func loadLlama(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, err
 	}
 	d := &decoder{llamaParams: lp, names: &llamaNames}
-	if d.layerTypes, err = qwenLayerTypes(cfg, lp.Layers); err != nil {
+	if cfg.ModelType == "mistral" {
+		err = d.slideAll(cfg)
+	} else {
+		err = d.slideQwen(cfg)
+	}
+	if err != nil {
 		return nil, err
 	}
+	return d.build(cfg, w)
+}
+
+// slideAll makes every layer a sliding-window one when the config sets
+// sliding_window (Mistral, Phi-3, Mixtral).
+func (d *decoder) slideAll(cfg *checkpoint.Config) error {
+	var err error
 	if d.window, err = cfg.IntOr(0, "sliding_window"); err != nil {
-		return nil, err
+		return err
 	}
-	if cfg.ModelType == "mistral" && d.window > 0 {
-		d.layerTypes = uniform(lp.Layers, slidingAttention)
+	d.layerTypes = uniform(d.Layers, fullAttention)
+	if d.window > 0 {
+		d.layerTypes = uniform(d.Layers, slidingAttention)
 	}
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, lp.HeadDim, "model.embed_tokens.weight"); err != nil {
+	return nil
+}
+
+// slideQwen reads Qwen2/3's sliding layers (see qwenLayerTypes).
+func (d *decoder) slideQwen(cfg *checkpoint.Config) error {
+	var err error
+	if d.layerTypes, err = qwenLayerTypes(cfg, d.Layers); err != nil {
+		return err
+	}
+	d.window, err = cfg.IntOr(0, "sliding_window")
+	return err
+}
+
+// build gives each layer type its rotary embedding and binds the model.
+func (d *decoder) build(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
+	var err error
+	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, d.HeadDim, d.names.Embed); err != nil {
 		return nil, err
 	}
 	return d.bind(w)

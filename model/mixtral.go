@@ -29,18 +29,11 @@ func loadMixtral(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, err
 	}
 	d := &decoder{llamaParams: lp, names: &mixtralNames}
-	if d.window, err = cfg.IntOr(0, "sliding_window"); err != nil {
-		return nil, err
-	}
-	d.layerTypes = uniform(lp.Layers, fullAttention)
-	if d.window > 0 {
-		d.layerTypes = uniform(lp.Layers, slidingAttention)
-	}
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, lp.HeadDim, llamaNames.Embed); err != nil {
+	if err := d.slideAll(cfg); err != nil {
 		return nil, err
 	}
 	d.moe = func(b *binder, prefix string, l int) *MoE {
 		return bindExperts(b, &mixtralNames, prefix, experts, topK, lp.Hidden, lp.Intermediate, true)
 	}
-	return d.bind(w)
+	return d.build(cfg, w)
 }

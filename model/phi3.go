@@ -31,15 +31,8 @@ func loadPhi3(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, err
 	}
 	d := &decoder{llamaParams: lp, names: &phi3Names, fusedQKV: "self_attn.qkv_proj", fusedGateUp: "mlp.gate_up_proj"}
-	if d.window, err = cfg.IntOr(0, "sliding_window"); err != nil {
+	if err := d.slideAll(cfg); err != nil {
 		return nil, err
 	}
-	d.layerTypes = uniform(lp.Layers, fullAttention)
-	if d.window > 0 {
-		d.layerTypes = uniform(lp.Layers, slidingAttention)
-	}
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, lp.HeadDim, llamaNames.Embed); err != nil {
-		return nil, err
-	}
-	return d.bind(w)
+	return d.build(cfg, w)
 }

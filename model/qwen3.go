@@ -16,14 +16,8 @@ func loadQwen3(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) {
 		return nil, err
 	}
 	d := &decoder{llamaParams: lp, names: &llamaNames, qkNorm: true}
-	if d.layerTypes, err = qwenLayerTypes(cfg, lp.Layers); err != nil {
+	if err := d.slideQwen(cfg); err != nil {
 		return nil, err
 	}
-	if d.window, err = cfg.IntOr(0, "sliding_window"); err != nil {
-		return nil, err
-	}
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, lp.HeadDim, llamaNames.Embed); err != nil {
-		return nil, err
-	}
-	return d.bind(w)
+	return d.build(cfg, w)
 }

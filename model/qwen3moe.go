@@ -53,13 +53,7 @@ func loadQwen3MoE(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) 
 		return nil, fmt.Errorf("%s: moe_intermediate_size and decoder_sparse_step must be positive", cfg.Path)
 	}
 	d := &decoder{llamaParams: lp, names: &qwen3MoENames, qkNorm: true}
-	if d.layerTypes, err = qwenLayerTypes(cfg, lp.Layers); err != nil {
-		return nil, err
-	}
-	if d.window, err = cfg.IntOr(0, "sliding_window"); err != nil {
-		return nil, err
-	}
-	if d.ropes, err = ropesFor(cfg, w, d.layerTypes, lp.HeadDim, llamaNames.Embed); err != nil {
+	if err := d.slideQwen(cfg); err != nil {
 		return nil, err
 	}
 	d.moe = func(b *binder, prefix string, l int) *MoE {
@@ -68,5 +62,5 @@ func loadQwen3MoE(cfg *checkpoint.Config, w checkpoint.Tensors) (*Model, error) 
 		}
 		return bindExperts(b, &qwen3MoENames, prefix, experts, topK, lp.Hidden, F, normTopK)
 	}
-	return d.bind(w)
+	return d.build(cfg, w)
 }
