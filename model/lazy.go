@@ -21,6 +21,10 @@ func LoadLazy(path string) (*Model, error) {
 	return load(path, true)
 }
 
+// Lazy reports whether m was loaded by LoadLazy: its block weights are read
+// from the checkpoint as they are first used.
+func (m *Model) Lazy() bool { return m.closer != nil }
+
 // Close releases the checkpoint a lazily loaded model reads from.
 func (m *Model) Close() error {
 	if m.closer == nil {

@@ -113,7 +113,8 @@ Example:
 						return err
 					}
 					start := time.Now()
-					if _, cr, err = applyRecipe(q, func() (tokenizer.Tokenizer, error) { return tok, nil }, *recipeName, cf); err != nil {
+					// The FP model m stays loaded beside q: its weights count.
+					if _, cr, err = applyRecipe(q, func() (tokenizer.Tokenizer, error) { return tok, nil }, *recipeName, cf, m.Bytes()); err != nil {
 						return err
 					}
 					qtime = time.Since(start)

@@ -527,3 +527,13 @@ func TestCalibTokenIDs(t *testing.T) {
 		t.Errorf("id 600 in a vocabulary of 512: exit %d, %s", code, stderr)
 	}
 }
+
+// A calibration that cannot fit is refused before any data is read, with
+// the estimate and the memory available.
+func TestMemoryRefused(t *testing.T) {
+	llama := shared.Path(t, "models", "wiki-llama-25m")
+	code, _, stderr := runCLI(t, "", "quantize", "--model", llama, "--recipe", "gptq-w4a16", "--calib-samples", "1000000", "--out", filepath.Join(t.TempDir(), "q"))
+	if code != 1 || !strings.Contains(stderr, "available") || !strings.Contains(stderr, "calibration activations") {
+		t.Errorf("exit %d, %s", code, stderr)
+	}
+}

@@ -68,7 +68,9 @@ func (c *calibRun) addJSON(out map[string]any) {
 
 // applyRecipe quantizes m in place with the named recipe, drawing
 // calibration data only if a method needs it.
-func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipeName string, cf *calibFlags) ([]methods.Method, *calibRun, error) {
+// held is memory the caller keeps besides (eval's FP base model), counted
+// in the memory check.
+func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipeName string, cf *calibFlags, held int64) ([]methods.Method, *calibRun, error) {
 	r, err := recipe.Load(recipeName)
 	if err != nil {
 		return nil, nil, err
@@ -82,6 +84,16 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 	for _, s := range stages {
 		names = append(names, s.Name())
 		need = need || s.NeedsCalibration()
+	}
+	samples := 0
+	if need {
+		samples = *cf.samples
+	}
+	// Before reading any data: a run that cannot fit is refused now.
+	e := methods.EstimateRun(m, stages, samples, *cf.seqlen, m.Lazy())
+	e.Weights += held
+	if err := checkMemory(e); err != nil {
+		return nil, nil, err
 	}
 	var seqs [][]int
 	var cr *calibRun
@@ -191,7 +203,7 @@ Example:
 			defer m.Close()
 			tok := func() (tokenizer.Tokenizer, error) { return loadTokenizer(*modelPath, *tokPath) }
 			start := time.Now()
-			stages, cr, err := applyRecipe(m, tok, *recipeName, cf)
+			stages, cr, err := applyRecipe(m, tok, *recipeName, cf, 0)
 			if err != nil {
 				return err
 			}
