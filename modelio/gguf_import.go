@@ -29,6 +29,7 @@ type ggufHyper struct {
 	vocab, hidden, layers, ff, heads, kvHeads, headDim, rotDim, ctx int
 	experts, topK, expertFF                                         int
 	eps, theta, thetaSWA                                            float64
+	ropeFactors                                                     []float64 // rope_freqs: divisors of the frequencies (nil: none)
 	window                                                          int
 	sliding                                                         []bool
 	attnCap, finalCap, embedScale                                   float64
@@ -146,6 +147,21 @@ func readGGUFHyper(f *gguf.File) (*ggufHyper, error) {
 			return nil, err
 		} else if ok {
 			h.thetaSWA = v
+		}
+	}
+	if t, ok := f.Tensor(ggufRopeFreqsTensor); ok && a.ropeFreqs {
+		if len(t.Dims) != 1 || t.Dims[0] != uint64(h.rotDim/2) {
+			return nil, fmt.Errorf("%s: tensor %s has dims %v, want [%d]", f.Path, t.Name, t.Dims, h.rotDim/2)
+		}
+		v, _, err := f.Float32(t.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range v {
+			if !(x > 0) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("%s: tensor %s holds %v; the divisors must be positive", f.Path, t.Name, x)
+			}
+			h.ropeFactors = append(h.ropeFactors, float64(x))
 		}
 	}
 	if err := readGGUFWindows(f, h); err != nil {
@@ -436,8 +452,7 @@ func newGGUFStore(f *gguf.File, h *ggufHyper) (*ggufStore, error) {
 	for _, t := range f.Tensors {
 		switch {
 		case used[t.Name]:
-		case t.Name == ggufRopeFreqsTensor:
-			return nil, fmt.Errorf("%s: tensor %s (RoPE frequency factors, Llama 3's scaling) cannot be imported yet: nn.Rope has no per-frequency divisors", f.Path, t.Name)
+		case t.Name == ggufRopeFreqsTensor && h.ropeFactors != nil: // read as metadata
 		case t.Name == ggufOutputTensor && a.tiedOnly:
 			// llama.cpp's gemma2 ignores it too: the output is token_embd.
 		default:
@@ -554,6 +569,9 @@ func loadGGUF(path string) (*model.Model, error) {
 		return nil, err
 	}
 	m, err := model.LoadFrom(c, store)
+	if err != nil && h.ropeFactors != nil {
+		return nil, fmt.Errorf("%s: tensor %s (RoPE frequency divisors, Llama 3's scaling) is imported as LongRoPE factors, which llmq's rope cannot apply: %w", path, ggufRopeFreqsTensor, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -596,6 +614,28 @@ func finishGGUFModel(m *model.Model, h *ggufHyper, s *ggufStore) error {
 			}
 		}
 	}
+	ropes := map[*nn.Rope]bool{}
+	for l, b := range m.Blocks {
+		if b.Rope == nil || ropes[b.Rope] {
+			continue
+		}
+		ropes[b.Rope] = true
+		r, err := ggufRopeOf(b.Rope)
+		if err != nil {
+			return err
+		}
+		theta := h.theta
+		if h.sliding[l] && h.arch.swaRopeBase {
+			theta = h.thetaSWA
+		}
+		ok := r.theta == theta && r.rotDim == h.rotDim && (r.factors == nil) == (h.ropeFactors == nil)
+		for i := range r.factors {
+			ok = ok && math.Abs(float64(r.factors[i])/h.ropeFactors[i]-1) < 1e-5
+		}
+		if !ok {
+			return fmt.Errorf("llmq's %s family built layer %d's rotary embedding (base %g, %d features, divisors %v) unlike the file's (base %g, %d, %v)", m.Arch, l, r.theta, r.rotDim, r.factors, theta, h.rotDim, h.ropeFactors)
+		}
+	}
 	for l, b := range m.Blocks {
 		if w := b.Attn.Window; (w > 0) != h.sliding[l] || (w > 0 && w != h.window) {
 			return fmt.Errorf("llmq's %s family cannot run the file's sliding windows (layer %d: window %d, the file %d, sliding %v)", m.Arch, l, w, h.window, h.sliding[l])
@@ -622,6 +662,15 @@ func ggufConfigJSON(h *ggufHyper) ([]byte, error) {
 	}
 	rope := func(theta float64) map[string]any {
 		r := map[string]any{"rope_type": "default", "rope_theta": theta}
+		if h.ropeFactors != nil {
+			// llama.cpp divides each frequency by its rope_freqs entry.
+			// transformers' LongRoPE does exactly that with equal short and
+			// long factors, factor 1 and attention factor 1 (so neither the
+			// sequence length nor the cos/sin scale come into it).
+			r["rope_type"], r["factor"], r["attention_factor"] = "longrope", 1.0, 1.0
+			r["short_factor"], r["long_factor"] = h.ropeFactors, h.ropeFactors
+			r["original_max_position_embeddings"] = h.ctx
+		}
 		if h.rotDim != h.headDim {
 			// transformers rotates int(head_dim · factor) features: make
 			// sure that is rotDim.

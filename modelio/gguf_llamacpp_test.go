@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"llmq/gguf"
+	"llmq/model"
 )
 
 // TestGGUFLlamaCppOracle runs llama.cpp itself on llmq's F32 exports and
@@ -99,9 +100,12 @@ func TestGGUFLlamaCppOracle(t *testing.T) {
 				}
 				got := run(t, path, seqs, V)
 				ref := want
-				if typ != gguf.F32 { // against llmq running the same file
-					m, err := Load(path)
+				if typ != gguf.F32 { // llmq with the file's weights (what reimporting it computes)
+					m, err := model.Load(dir)
 					if err != nil {
+						t.Fatal(err)
+					}
+					if err := RoundLikeGGUF(m, typ); err != nil {
 						t.Fatal(err)
 					}
 					ref = logits(t, m, seqs)
@@ -116,7 +120,7 @@ func TestGGUFLlamaCppOracle(t *testing.T) {
 					typ, r, n, maxRelDiff(got, ref), kl, tc.comment)
 				if typ == gguf.F32 && fp.EmbedScale != 0 {
 					// How much of the difference is the multiplier alone.
-					m, err := Load(path)
+					m, err := model.Load(dir)
 					if err != nil {
 						t.Fatal(err)
 					}
