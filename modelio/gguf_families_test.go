@@ -252,3 +252,42 @@ func TestGGUFLlamaCppNames(t *testing.T) {
 		})
 	}
 }
+
+// TestGGUFExportRefuses: what llama.cpp cannot compute is refused with
+// the reason, not written as something else.
+func TestGGUFExportRefuses(t *testing.T) {
+	tests := []struct {
+		fixture string
+		change  func(m *model.Model)
+		want    string
+	}{
+		{"tiny-qwen3moe", func(m *model.Model) {
+			for _, b := range m.Blocks {
+				b.MoE.NormTopK = false
+			}
+		}, "norm_topk_prob false"},
+		{"tiny-gemma2", func(m *model.Model) { m.Blocks[1].Attn.Scale *= 2 }, "query_pre_attn_scalar"},
+		{"tiny-gemma3", func(m *model.Model) { m.Blocks[0].Attn.Window = 0 }, "do not repeat"},
+		{"tiny-qwen3", func(m *model.Model) {
+			for _, b := range m.Blocks {
+				b.Attn.SoftCap = 50
+			}
+		}, "caps attention scores"},
+		{"tiny-gemma2", func(m *model.Model) {
+			for _, b := range m.Blocks {
+				b.Attn.SoftCap = 0
+			}
+		}, "always caps attention scores"},
+		{"tiny-phi3", func(m *model.Model) { m.Blocks[0].QNorm = m.Blocks[0].Norm1 }, "q_norm has no tensor"},
+		{"tiny-qwen3", func(m *model.Model) { m.Blocks[1].KNorm = nil }, "no k_norm"},
+		{"tiny-mixtral", func(m *model.Model) { m.Blocks[1].MoE.TopK = 3 }, "experts (top 3)"},
+	}
+	for _, tc := range tests {
+		m, _ := loadFixture(t, tc.fixture)
+		tc.change(m)
+		_, err := ExportGGUF(m, nil, GGUFExport{Path: filepath.Join(t.TempDir(), "x.gguf"), Type: gguf.F32})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.fixture, err, tc.want)
+		}
+	}
+}
