@@ -7,8 +7,9 @@ package modelio
 // and load_arch_tensors of src/models/*.cpp, and convert_hf_to_gguf.py's
 // model classes — so that a file written from this table loads in
 // llama.cpp, and a file llama.cpp's converter wrote imports here. A family
-// joins GGUF by adding its entry to ggufArchs (and, when llama.cpp computes
-// something the generic code does not yet express, the switch that says so).
+// joins GGUF by adding its entry to ggufArchs; only a computation no field
+// below describes yet needs a new field, checked in planGGUF (gguf.go) and
+// read back in readGGUFHyper (gguf_import.go).
 
 import (
 	"fmt"
