@@ -304,13 +304,13 @@ type ggufSource struct {
 // family's checkpoint names, dequantized to FP32, like qstore serves a
 // quantized folder.
 type ggufStore struct {
-	f     *gguf.File
-	src   map[string]ggufSource // Hugging Face name → source
-	list  []string
-	cache struct { // the last tensor decoded, for the experts sliced from it
-		name string
-		v    []float32
-	}
+	f    *gguf.File
+	src  map[string]ggufSource // Hugging Face name → source
+	list []string
+	// stacks holds the expert stacks decoded for the block being bound:
+	// the binder asks for expert 0's gate, up and down, then expert 1's,
+	// so each of the block's three stacks is decoded once, not per expert.
+	stacks map[string][]float32
 }
 
 // isNormRole reports whether a block role is a norm ("norm1", "q_norm", …).
@@ -517,19 +517,23 @@ func (s *ggufStore) Float32(name string) ([]float32, checkpoint.TensorInfo, erro
 		return nil, info, fmt.Errorf("%s: no tensor for %s", s.f.Path, name)
 	}
 	src := s.src[name]
-	var v []float32
-	if s.cache.name == src.tensor {
-		v = s.cache.v
-	} else {
+	v, cached := s.stacks[src.tensor]
+	if !cached {
 		var err error
 		if v, _, err = s.f.Float32(src.tensor); err != nil {
 			return nil, info, err
 		}
-		s.cache.name, s.cache.v = src.tensor, v
+		if src.expert >= 0 {
+			if len(s.stacks) >= 3 || s.stacks == nil {
+				s.stacks = map[string][]float32{} // a new block's
+			}
+			s.stacks[src.tensor] = v
+		}
 	}
-	n := int(info.End / 4)
-	e := max(src.expert, 0)
-	v = append([]float32(nil), v[e*n:(e+1)*n]...) // a copy: the cache stays as read
+	if src.expert >= 0 {
+		n := int(info.End / 4)
+		v = append([]float32(nil), v[src.expert*n:(src.expert+1)*n]...) // a copy: the stack stays as read
+	}
 	if src.heads > 0 {
 		cols := 1
 		if len(src.shape) == 2 {
