@@ -20,6 +20,7 @@ NLC_VERSION=3.21.1 # pinned: its prebuilt binaries and bundled source agree
 W=${1:-$(mktemp -d)}
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
+echo "work folder: $W"
 
 if [ ! -d "$W/node_modules/@node-llama-cpp/linux-x64" ]; then
 	(cd "$W" && { [ -f package.json ] || npm init -y >/dev/null; } &&
