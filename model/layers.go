@@ -199,6 +199,19 @@ func TensorNamesOf(arch string) (OuterNames, bool) {
 	return outerOf(&f.Names)
 }
 
+// PartNameOf is the module name of a block role inside a block of the
+// family's checkpoints ("self_attn.q_proj" for "q"), as LinearName names it
+// in a loaded model; false when the family or the role is unknown. Readers
+// of other formats (GGUF) serve a family's binder under these names.
+func PartNameOf(arch, role string) (string, bool) {
+	f, ok := families[arch]
+	if !ok {
+		return "", false
+	}
+	s := f.Names.part(role)
+	return s, s != ""
+}
+
 func outerOf(n *Names) (OuterNames, bool) {
 	return OuterNames{Embed: n.Embed, Pos: n.Pos, Norm: n.Norm, Head: n.Head}, n.Writable
 }

@@ -1,28 +1,39 @@
 package modelio
 
-// GGUF export and import for Llama-architecture models, in the layout
-// llama.cpp's convert_hf_to_gguf.py writes and its "llama" architecture
-// reads (metadata keys, tensor names and the q/k row permutation below), so
-// a file written here runs in llama.cpp and a file llama.cpp's tools wrote
-// loads here.
+// GGUF export for llama.cpp, in the layout its convert_hf_to_gguf.py writes
+// and its loaders read, for every architecture of the name table
+// (gguf_arch.go): llama (Llama 1–3, Mistral, Mixtral, llama2.c), qwen2,
+// qwen3, qwen3moe, gemma2, gemma3 and phi3. A file written here runs in
+// llama.cpp, and it imports back here (gguf_import.go) computing what the
+// exported model computed.
 //
 // Which tensors get which type (the same rule for export and for
 // RoundLikeGGUF, so the two agree exactly):
-//   - 1-D tensors (norm weights, biases) stay F32, the ggml convention;
-//   - every 2-D matrix — the block linears, token_embd and output — gets the
-//     requested type, as convert_hf_to_gguf.py --outtype q8_0 does; a matrix
-//     whose rows are not a whole number of 32-element blocks falls back to
-//     F16, as that converter does.
+//   - 1-D tensors (norm weights, biases, rope_freqs) stay F32, the ggml
+//     convention, and so does the MoE router ffn_gate_inp, as the
+//     converter keeps it;
+//   - every other matrix — the block linears (expert stacks included),
+//     token_embd and output — gets the requested type, as
+//     convert_hf_to_gguf.py --outtype q8_0 does; a matrix whose rows are
+//     not a whole number of 32-element blocks falls back to F16, as that
+//     converter does.
+//
+// Where llama.cpp computes something other than the model — it has no
+// sliding window for Mistral, multiplies Gemma's embeddings by an unrounded
+// √n_embd — the file still describes the model: the exact value goes under
+// a key llama.cpp leaves unread (attention.sliding_window, embedding_scale)
+// so that llmq reimports it faithfully, and the report's notes say what
+// llama.cpp will do instead. What llama.cpp cannot compute at all is
+// refused.
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
-	"llmq/checkpoint"
 	"llmq/gguf"
 	"llmq/model"
 	"llmq/nn"
@@ -30,20 +41,6 @@ import (
 	"llmq/quant/methods"
 	"llmq/tokenizer"
 )
-
-// ggufLayerNames maps a Llama block's checkpoint module names (after
-// "model.layers.N.") to llama.cpp's tensor names (after "blk.N.").
-var ggufLayerNames = []struct{ hf, gguf string }{
-	{"input_layernorm", "attn_norm"},
-	{"self_attn.q_proj", "attn_q"},
-	{"self_attn.k_proj", "attn_k"},
-	{"self_attn.v_proj", "attn_v"},
-	{"self_attn.o_proj", "attn_output"},
-	{"post_attention_layernorm", "ffn_norm"},
-	{"mlp.gate_proj", "ffn_gate"},
-	{"mlp.up_proj", "ffn_up"},
-	{"mlp.down_proj", "ffn_down"},
-}
 
 // ggufTensorType is the stored type of a tensor of the given ggml dims when
 // the file's linear-weight type is typ (see the rule at the top of the file).
@@ -64,6 +61,7 @@ func ggufTensorType(typ gguf.Type, dims []uint64) gguf.Type {
 // convert_hf_to_gguf.py therefore stores row h·hd + 2i + j of the GGUF
 // tensor from row h·hd + j·hd/2 + i of the Hugging Face one (its permute:
 // reshape(heads, 2, hd/2, cols).swapaxes(1, 2)); toGGML false undoes it.
+// Only the llama architecture uses mode 0; the others rotate halves (NEOX).
 func permuteQK(w []float32, heads, cols int, toGGML bool) []float32 {
 	out := make([]float32, len(w))
 	hd := len(w) / cols / heads
@@ -92,6 +90,7 @@ type GGUFExport struct {
 
 // GGUFReport summarises an export.
 type GGUFReport struct {
+	Arch    string            // general.architecture
 	Tensors map[gguf.Type]int // tensors written, by type
 	Notes   []string          // what the file cannot carry, and fallbacks taken
 }
@@ -99,34 +98,40 @@ type GGUFReport struct {
 // ggufTensor is one tensor to export: its GGUF name, ggml dims and a
 // function producing its FP32 values in ggml order.
 type ggufTensor struct {
-	name   string
-	dims   []uint64
-	values func() ([]float32, error)
+	name    string
+	dims    []uint64
+	values  func() ([]float32, error)
+	keepF32 bool // stays F32 whatever the file type (the router)
 }
 
-// ExportGGUF writes a Llama-architecture model as a GGUF file for
-// llama.cpp, with the vocabulary of tok (nil: none, tokenizer.ggml.model =
-// "no_vocab"). Quantized layers are dequantized and re-encoded in the
-// requested type. The file is written to a temporary name and renamed when
-// complete.
+// ExportGGUF writes a model as a GGUF file for llama.cpp, with the
+// vocabulary of tok (nil: none, tokenizer.ggml.model = "no_vocab").
+// Quantized layers are dequantized and re-encoded in the requested type.
+// The file is written to a temporary name and renamed when complete.
 func ExportGGUF(m *model.Model, tok *tokenizer.SentencePiece, opt GGUFExport) (*GGUFReport, error) {
-	rep := &GGUFReport{Tensors: map[gguf.Type]int{}}
 	if !opt.Type.Supported() {
 		return nil, fmt.Errorf("GGUF type %v cannot be written", opt.Type)
 	}
-	tensors, notes, err := ggufTensors(m)
+	p, err := planGGUF(m)
+	if err != nil {
+		return nil, err
+	}
+	rep := &GGUFReport{Arch: p.arch.name, Tensors: map[gguf.Type]int{}, Notes: p.notes}
+	tensors, notes, err := ggufTensors(m, p)
 	if err != nil {
 		return nil, err
 	}
 	rep.Notes = append(rep.Notes, notes...)
 	w := &gguf.Writer{}
-	if err := ggufMetadata(w, m, tok, opt, rep); err != nil {
+	if err := ggufMetadata(w, m, p, tok, opt, rep); err != nil {
 		return nil, err
 	}
 	quantized := false
 	for _, t := range tensors {
 		typ := ggufTensorType(opt.Type, t.dims)
-		if typ != opt.Type && len(t.dims) == 2 {
+		if t.keepF32 {
+			typ = gguf.F32
+		} else if typ != opt.Type && len(t.dims) >= 2 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: rows of %d are not whole %v blocks, stored as %v", t.name, t.dims[0], opt.Type, typ))
 		}
 		quantized = quantized || typ.Quantized()
@@ -148,32 +153,339 @@ func ExportGGUF(m *model.Model, tok *tokenizer.SentencePiece, opt GGUFExport) (*
 	return rep, nil
 }
 
-// ggufLlama checks that m is something llama.cpp's "llama" architecture
-// computes: RMSNorm pre-norm blocks with a SwiGLU MLP and full rotary
-// embeddings.
-func ggufLlama(m *model.Model) error {
-	switch m.Arch {
-	case "llama", "mistral", "llama2c":
-	default:
-		return fmt.Errorf("GGUF export supports the Llama architecture (llama, mistral, llama2c); this model is %s", m.Arch)
+// ggufPlan is what planGGUF found out about a model: its architecture and
+// the values of the metadata that are not plain shapes.
+type ggufPlan struct {
+	arch *ggufArch
+	eps  float32
+	// rope is the rotary embedding of the full-attention layers (of every
+	// layer unless swaRope is set); swaRope that of the sliding ones.
+	rope    ggufRope
+	swaRope *ggufRope
+	permute bool // q/k rows go to ggml's adjacent-pair layout
+	// sliding[l]: layer l attends through a window of window positions;
+	// period is the sliding_window_pattern that reproduces sliding in
+	// llama.cpp (0: the architecture has none).
+	sliding []bool
+	window  int
+	period  int
+	// ff is feed_forward_length; a mixture of experts (moe) has experts
+	// experts of expertFF, topK used per token.
+	ff                      int
+	moe                     bool
+	experts, topK, expertFF int
+	attnCap, finalCap       float32
+	embedScale              float32 // Gemma's multiplier when it is not llama.cpp's √n_embd (0: it is)
+	notes                   []string
+}
+
+// isGELUTanh reports whether act is nn.GELUTanh (Gemma's gelu_pytorch_tanh,
+// ggml's GELU).
+func isGELUTanh(act nn.Activation) bool {
+	return act != nil && reflect.ValueOf(act).Pointer() == reflect.ValueOf(nn.Activation(nn.GELUTanh)).Pointer()
+}
+
+// planGGUF checks that m is something llama.cpp computes under its
+// family's architecture and gathers what the metadata needs. Every refusal
+// names what llama.cpp lacks.
+func planGGUF(m *model.Model) (*ggufPlan, error) {
+	a, err := ggufArchFor(m.Arch)
+	if err != nil {
+		return nil, err
 	}
-	if m.Rope == nil || m.Rope.RotDim != m.HeadDim {
-		return fmt.Errorf("GGUF export needs full rotary embeddings")
+	p := &ggufPlan{arch: a, ff: m.Intermediate}
+	fail := func(format string, args ...any) (*ggufPlan, error) {
+		return nil, fmt.Errorf("GGUF export (%s): "+format, append([]any{a.name}, args...)...)
 	}
-	if t := m.Rope.Scaling.Type; t != "" && t != "default" {
-		return fmt.Errorf("GGUF export writes unscaled RoPE only; this model's rope_type is %q", t)
+	if m.Pos != nil {
+		return fail("llama.cpp's %s has no learned position embeddings", a.name)
 	}
-	if _, ok := m.Norm.(*nn.RMSNorm); !ok {
-		return fmt.Errorf("GGUF export needs an RMSNorm final norm")
+	for _, b := range m.Blocks {
+		if r := b.Rope; r != nil {
+			switch r.Scaling.Type {
+			case "dynamic", "yarn", "longrope":
+				return fail("RoPE scaling %q changes with the sequence length or scales cos/sin, which rope_freqs cannot carry", r.Scaling.Type)
+			}
+		}
 	}
-	for i, b := range m.Blocks {
-		_, ok1 := b.Norm1.(*nn.RMSNorm)
-		_, ok2 := b.Norm2.(*nn.RMSNorm)
-		if !ok1 || !ok2 || b.Gate == nil || !b.ActIsSiLU || b.ParallelResidual || b.PostNorm {
-			return fmt.Errorf("block %d is not a Llama block (RMSNorm, SwiGLU, sequential residual)", i)
+	if len(m.Blocks) == 0 {
+		return fail("the model has no blocks")
+	}
+	if a.squareAttn && m.Heads*m.HeadDim != m.Hidden {
+		return fail("llama.cpp's %s needs heads × head size = hidden size (%d × %d ≠ %d)", a.name, m.Heads, m.HeadDim, m.Hidden)
+	}
+	eps := func(what string, n nn.Norm) error {
+		r, ok := n.(*nn.RMSNorm)
+		if !ok {
+			return fmt.Errorf("GGUF export (%s): %s is a %T; llama.cpp's %s uses RMSNorm", a.name, what, n, a.name)
+		}
+		if p.eps == 0 {
+			p.eps = r.Eps
+		} else if r.Eps != p.eps {
+			return fmt.Errorf("GGUF export (%s): %s has epsilon %g, other norms %g; llama.cpp has one", a.name, what, r.Eps, p.eps)
+		}
+		return nil
+	}
+	if m.Norm == nil {
+		return fail("the model has no final norm")
+	}
+	if err := eps("the final norm", m.Norm); err != nil {
+		return nil, err
+	}
+
+	// Blocks: structure, parts, attention, MLP.
+	wantScale := a.attnScale(m.Hidden, m.Heads, m.HeadDim, m.Layers)
+	ropes := map[*nn.Rope]ggufRope{}
+	p.sliding = make([]bool, len(m.Blocks))
+	nMoE := 0
+	for l, b := range m.Blocks {
+		if b.ParallelResidual || b.PostNorm {
+			return fail("block %d is not a pre-norm sequential block", l)
+		}
+		at := b.Attn
+		if at.Heads != m.Heads || at.KVHeads != m.KVHeads || at.HeadDim != m.HeadDim {
+			return fail("block %d has %d/%d heads of %d, the model %d/%d of %d", l, at.Heads, at.KVHeads, at.HeadDim, m.Heads, m.KVHeads, m.HeadDim)
+		}
+		if math.Abs(float64(at.Scale)/wantScale-1) > 1e-6 {
+			if a.gemma {
+				return fail("block %d scales queries by %g; llama.cpp's %s scales by %g (query_pre_attn_scalar must be the head size, or hidden/heads for its 27B model)", l, at.Scale, a.name, wantScale)
+			}
+			return fail("block %d scales queries by %g; llama.cpp's %s scales by 1/√head_dim = %g", l, at.Scale, a.name, wantScale)
+		}
+		if l == 0 {
+			p.attnCap = at.SoftCap
+		} else if at.SoftCap != p.attnCap {
+			return fail("block %d caps attention scores at %g, block 0 at %g; llama.cpp has one cap", l, at.SoftCap, p.attnCap)
+		}
+		if at.Window > 0 {
+			if p.window != 0 && at.Window != p.window {
+				return fail("block %d has a sliding window of %d, others %d; llama.cpp has one", l, at.Window, p.window)
+			}
+			p.window, p.sliding[l] = at.Window, true
+		}
+		if a.gemma {
+			if !isGELUTanh(b.Act) {
+				return fail("block %d: llama.cpp's %s MLP is GELU (tanh)", l, a.name)
+			}
+		} else if !b.ActIsSiLU {
+			return fail("block %d: llama.cpp's %s MLP is SwiGLU (SiLU)", l, a.name)
+		}
+		if b.Rope == nil {
+			return fail("block %d has no rotary embedding", l)
+		}
+		if _, ok := ropes[b.Rope]; !ok {
+			r, err := ggufRopeOf(b.Rope)
+			if err != nil {
+				return fail("block %d: %v", l, err)
+			}
+			ropes[b.Rope] = r
+		}
+		if err := checkBlockParts(a, l, b); err != nil {
+			return nil, err
+		}
+		for _, pt := range b.Norms() {
+			if err := eps(fmt.Sprintf("block %d's %s", l, pt.Role), *pt.Norm); err != nil {
+				return nil, err
+			}
+		}
+		if b.MoE != nil {
+			nMoE++
+			e := b.MoE
+			if !e.NormTopK {
+				return fail("block %d does not renormalise its top-%d router weights (norm_topk_prob false); llama.cpp's %s always does", l, e.TopK, a.name)
+			}
+			f := e.Experts[0].Up.Out()
+			for _, x := range e.Experts {
+				if x.Gate == nil || x.Up.Out() != f || x.Gate.Out() != f || x.Down.In() != f {
+					return fail("block %d: every expert must be a gated MLP %d wide", l, f)
+				}
+			}
+			if p.moe && (len(e.Experts) != p.experts || e.TopK != p.topK || f != p.expertFF) {
+				return fail("block %d has %d experts (top %d) of %d, block 0 %d (top %d) of %d", l, len(e.Experts), e.TopK, f, p.experts, p.topK, p.expertFF)
+			}
+			p.moe, p.experts, p.topK, p.expertFF = true, len(e.Experts), e.TopK, f
+		}
+	}
+	switch {
+	case nMoE == 0:
+	case a.moe == moeNone:
+		return fail("llama.cpp's %s has no mixture of experts", a.name)
+	case nMoE != len(m.Blocks):
+		return fail("%d of %d blocks have experts; llama.cpp's %s needs them in every block", nMoE, len(m.Blocks), a.name)
+	case a.moe == moeFFLength:
+		p.ff = p.expertFF // llama's experts are feed_forward_length wide
+	}
+	if p.attnCap > 0 && !a.attnCap {
+		return fail("the model caps attention scores; llama.cpp's %s does not", a.name)
+	}
+	if a.attnCap && p.attnCap == 0 {
+		return fail("llama.cpp's %s always caps attention scores (attn_logit_softcapping); this model does not", a.name)
+	}
+	if m.LogitCap > 0 && !a.finalCap {
+		return fail("the model caps its logits; llama.cpp's %s does not", a.name)
+	}
+	p.finalCap = m.LogitCap
+
+	// Sliding windows.
+	if err := planWindows(m, p); err != nil {
+		return nil, err
+	}
+
+	// Rotary embeddings: one for every layer, or (swaRopeBase) one for the
+	// full layers and one for the sliding ones, differing in base only.
+	var full, swa *ggufRope
+	for l, b := range m.Blocks {
+		r := ropes[b.Rope]
+		slot := &full
+		if p.sliding[l] && a.swaRopeBase {
+			slot = &swa
+		}
+		if *slot == nil {
+			*slot = &r
+		} else if !(*slot).equal(r) {
+			return fail("block %d's rotary embedding differs from other blocks' of its kind; llama.cpp has one per kind", l)
+		}
+	}
+	if full == nil { // every layer slides
+		full = swa
+	}
+	p.rope = *full
+	if swa != nil && !swa.equal(*full) {
+		if swa.rotDim != full.rotDim || swa.interleaved != full.interleaved || swa.factors != nil || full.factors != nil {
+			return fail("sliding and full layers' rotary embeddings differ in more than their base")
+		}
+		p.swaRope = swa
+	}
+	r := p.rope
+	switch {
+	case r.rotDim != m.HeadDim && !a.partialRotary:
+		return fail("llama.cpp's %s rotates whole heads; this model rotates %d of %d features", a.name, r.rotDim, m.HeadDim)
+	case r.interleaved && !a.normRope:
+		return fail("the rotary embedding pairs adjacent features; llama.cpp's %s pairs halves", a.name)
+	case r.factors != nil && !a.ropeFreqs:
+		return fail("the rotary frequencies are scaled (factors %v…); llama.cpp's %s reads no rope_freqs", r.factors[:min(4, len(r.factors))], a.name)
+	}
+	p.permute = a.normRope && !r.interleaved
+
+	// Embedding and head.
+	if a.gemma {
+		if s := float32(math.Sqrt(float64(m.Hidden))); m.EmbedScale != s {
+			p.embedScale = m.EmbedScale
+			p.notes = append(p.notes, fmt.Sprintf("the embeddings are multiplied by %g (√%d rounded to the checkpoint dtype, as transformers does); llama.cpp multiplies by %g — the exact value is kept in %s for llmq", m.EmbedScale, m.Hidden, s, a.key(kvEmbeddingScale)))
+		}
+	} else if m.EmbedScale != 0 && m.EmbedScale != 1 {
+		return fail("the embeddings are scaled by %g; llama.cpp's %s does not scale them", m.EmbedScale, a.name)
+	}
+	if a.tiedOnly && !m.HeadTied() {
+		return fail("llama.cpp's %s uses token_embd as the output; this model's head is separate", a.name)
+	}
+	if !m.HeadTied() {
+		if bias, err := linearBias(m.Head); err != nil {
+			return fail("output: %v", err)
+		} else if bias != nil {
+			return fail("output: llama.cpp's %s has no output bias", a.name)
+		}
+	}
+	return p, nil
+}
+
+// checkBlockParts checks that every part of block l has a tensor in a's
+// table and that every tensor the table requires of such a block is there.
+func checkBlockParts(a *ggufArch, l int, b *model.Block) error {
+	have := map[string]model.Part{}
+	for _, pt := range b.Parts() {
+		have[pt.Role] = pt
+	}
+	used := map[string]bool{}
+	for _, gp := range a.parts {
+		if !partIn(gp, b) {
+			continue
+		}
+		for _, role := range gp.roles {
+			roles := []string{role}
+			if gp.experts {
+				roles = roles[:0]
+				for e := range b.MoE.Experts {
+					roles = append(roles, model.ExpertRole(e, role))
+				}
+			}
+			for _, r := range roles {
+				pt, ok := have[r]
+				if !ok {
+					return fmt.Errorf("GGUF export (%s): block %d has no %s, which llama.cpp's %s requires (%s)", a.name, l, r, a.name, gp.name)
+				}
+				used[r] = true
+				if pt.Linear == nil {
+					continue
+				}
+				bias, err := linearBias(*pt.Linear)
+				if err != nil {
+					return fmt.Errorf("GGUF export (%s): block %d %s: %w", a.name, l, r, err)
+				}
+				if bias != nil && !gp.bias {
+					return fmt.Errorf("GGUF export (%s): block %d's %s has a bias; llama.cpp's %s reads none for %s", a.name, l, r, a.name, gp.name)
+				}
+			}
+		}
+	}
+	for _, pt := range b.Parts() {
+		if !used[pt.Role] {
+			return fmt.Errorf("GGUF export (%s): block %d's %s has no tensor in llama.cpp's %s", a.name, l, pt.Role, a.name)
 		}
 	}
 	return nil
+}
+
+// partIn reports whether block b has table part gp (dense MLP parts in
+// dense blocks, expert parts in MoE blocks).
+func partIn(gp ggufPart, b *model.Block) bool {
+	switch gp.where {
+	case inDense:
+		return b.MoE == nil
+	case inMoE:
+		return b.MoE != nil
+	}
+	return true
+}
+
+// planWindows works out how llama.cpp will see the sliding layers.
+func planWindows(m *model.Model, p *ggufPlan) error {
+	a := p.arch
+	n, any := 0, false
+	for _, s := range p.sliding {
+		if s {
+			n++
+			any = true
+		}
+	}
+	if a.swaPeriod == 0 {
+		if any {
+			p.notes = append(p.notes, fmt.Sprintf("llama.cpp's %s has no sliding window: it attends over the whole context, so it computes this model only for sequences of up to %d tokens (the window is kept in %s for llmq)", a.name, p.window, a.key(kvSlidingWindow)))
+		}
+		return nil
+	}
+	if !any && a.swaNeedsWindow {
+		return nil // no sliding_window: no layer slides
+	}
+	// The period p of set_swa_pattern(p): layer l slides when l mod p < p−1
+	// (p = 1: none; p > layers: all).
+	for per := 1; per <= len(p.sliding)+1; per++ {
+		ok := true
+		for l, s := range p.sliding {
+			if s != (l%per < per-1) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			p.period = per
+			if !any {
+				p.window = a.swaDefault
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("GGUF export (%s): the sliding layers %v do not repeat as llama.cpp's pattern does (every p-th layer global, the last of each period)", a.name, p.sliding)
 }
 
 // linearWeights returns a layer's FP32 weight [out×in].
@@ -220,72 +532,124 @@ func linearBias(l nn.Linear) ([]float32, error) {
 }
 
 // ggufTensors lists m's tensors under llama.cpp's names, in its order.
-func ggufTensors(m *model.Model) ([]ggufTensor, []string, error) {
-	if err := ggufLlama(m); err != nil {
-		return nil, nil, err
-	}
+func ggufTensors(m *model.Model, p *ggufPlan) ([]ggufTensor, []string, error) {
 	var notes []string
 	H := uint64(m.Hidden)
 	fixed := func(v []float32) func() ([]float32, error) {
 		return func() ([]float32, error) { return v, nil }
 	}
 	embed := fixed(m.Embed)
-	tiedQ := m.EmbedFromHead() // the table is a quantized head's weight
-	if tiedQ {
+	if m.EmbedFromHead() { // the table is a quantized head's weight
 		head := m.Head
 		embed = func() ([]float32, error) { return linearWeights(head) }
 	}
-	ts := []ggufTensor{{"token_embd.weight", []uint64{H, uint64(m.Vocab)}, embed}}
+	ts := []ggufTensor{{name: ggufTokenEmbdTensor, dims: []uint64{H, uint64(m.Vocab)}, values: embed}}
+	if f := p.rope.factors; f != nil {
+		ts = append(ts, ggufTensor{name: ggufRopeFreqsTensor, dims: []uint64{uint64(len(f))}, values: fixed(f)})
+	}
 	actQuant := false
-	for i, b := range m.Blocks {
-		p := fmt.Sprintf("blk.%d.", i)
-		ts = append(ts,
-			ggufTensor{p + "attn_norm.weight", []uint64{H}, fixed(b.Norm1.(*nn.RMSNorm).W)},
-			ggufTensor{p + "ffn_norm.weight", []uint64{H}, fixed(b.Norm2.(*nn.RMSNorm).W)})
-		for _, l := range []struct {
-			name  string
-			lin   nn.Linear
-			heads int // > 0: q/k rows to permute into ggml's RoPE layout
-		}{
-			{"attn_q", b.Q, m.Heads}, {"attn_k", b.K, m.KVHeads}, {"attn_v", b.V, 0}, {"attn_output", b.O, 0},
-			{"ffn_gate", b.Gate, 0}, {"ffn_up", b.Up, 0}, {"ffn_down", b.Down, 0},
-		} {
-			lin, heads := l.lin, l.heads
-			if m.Rope.Interleaved {
-				heads = 0 // llama2.c weights already use ggml's adjacent pairs
+	for l, b := range m.Blocks {
+		parts := map[string]model.Part{}
+		for _, pt := range b.Parts() {
+			parts[pt.Role] = pt
+		}
+		prefix := fmt.Sprintf("blk.%d.", l)
+		for _, gp := range p.arch.parts {
+			if !partIn(gp, b) {
+				continue
 			}
-			if ql, ok := lin.(*quant.QuantLinear); ok && ql.ActSpec() != nil {
-				actQuant = true
+			name := prefix + gp.name
+			if pt := parts[gp.roles[0]]; pt.Norm != nil {
+				w, _ := nn.NormParams(*pt.Norm)
+				ts = append(ts, ggufTensor{name: name + ".weight", dims: []uint64{uint64(len(w))}, values: fixed(w)})
+				continue
 			}
-			out, in := uint64(lin.Out()), uint64(lin.In())
-			ts = append(ts, ggufTensor{p + l.name + ".weight", []uint64{in, out}, func() ([]float32, error) {
-				w, err := linearWeights(lin)
-				if err != nil || heads == 0 {
-					return w, err
+			// The linears stored in the tensor, in row order.
+			var lins []nn.Linear
+			var heads []int // > 0: rows to permute into ggml's RoPE layout
+			for _, role := range gp.roles {
+				if gp.experts {
+					for e := range b.MoE.Experts {
+						lins = append(lins, *parts[model.ExpertRole(e, role)].Linear)
+						heads = append(heads, 0)
+					}
+					continue
 				}
-				return permuteQK(w, heads, int(in), true), nil
+				lins = append(lins, *parts[role].Linear)
+				h := 0
+				if p.permute && role == "q" {
+					h = m.Heads
+				} else if p.permute && role == "k" {
+					h = m.KVHeads
+				}
+				heads = append(heads, h)
+			}
+			in, out := uint64(lins[0].In()), uint64(0)
+			for _, lin := range lins {
+				if uint64(lin.In()) != in || (gp.experts && uint64(lin.Out()) != uint64(lins[0].Out())) {
+					return nil, nil, fmt.Errorf("%s: its parts have different shapes", name)
+				}
+				if ql, ok := lin.(*quant.QuantLinear); ok && ql.ActSpec() != nil {
+					actQuant = true
+				}
+				if !gp.experts {
+					out += uint64(lin.Out())
+				}
+			}
+			dims := []uint64{in, out}
+			if gp.experts {
+				dims = []uint64{in, uint64(lins[0].Out()), uint64(len(lins))}
+			}
+			ts = append(ts, ggufTensor{name: name + ".weight", dims: dims, keepF32: gp.roles[0] == "router", values: func() ([]float32, error) {
+				var all []float32
+				for i, lin := range lins {
+					w, err := linearWeights(lin)
+					if err != nil {
+						return nil, err
+					}
+					if heads[i] > 0 {
+						w = permuteQK(w, heads[i], int(in), true)
+					}
+					if len(lins) == 1 {
+						return w, nil
+					}
+					all = append(all, w...)
+				}
+				return all, nil
 			}})
-			if bias, err := linearBias(lin); err != nil {
-				return nil, nil, fmt.Errorf("%s%s: %w", p, l.name, err)
-			} else if bias != nil {
-				if heads > 0 {
-					bias = permuteQK(bias, heads, 1, true)
+			// Biases: one per linear, concatenated like the rows.
+			var bias []float32
+			nb := 0
+			for i, lin := range lins {
+				bv, err := linearBias(lin)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", name, err)
 				}
-				ts = append(ts, ggufTensor{p + l.name + ".bias", []uint64{out}, fixed(bias)})
+				if bv == nil {
+					bv = make([]float32, lin.Out())
+				} else {
+					nb++
+					if heads[i] > 0 {
+						bv = permuteQK(bv, heads[i], 1, true)
+					}
+				}
+				bias = append(bias, bv...)
+			}
+			if nb > 0 {
+				if gp.experts {
+					return nil, nil, fmt.Errorf("%s: llama.cpp's experts have no biases", name)
+				}
+				ts = append(ts, ggufTensor{name: name + ".bias", dims: []uint64{out}, values: fixed(bias)})
 			}
 		}
 	}
-	ts = append(ts, ggufTensor{"output_norm.weight", []uint64{H}, fixed(m.Norm.(*nn.RMSNorm).W)})
+	normW, _ := nn.NormParams(m.Norm)
+	ts = append(ts, ggufTensor{name: ggufOutputNormTensor, dims: []uint64{H}, values: fixed(normW)})
 	// A head tied to the embedding is left out: llama.cpp then uses
 	// token_embd for the output, as convert_hf_to_gguf.py arranges.
 	if !m.HeadTied() {
 		head := m.Head
-		if bias, err := linearBias(head); err != nil {
-			return nil, nil, fmt.Errorf("output: %w", err)
-		} else if bias != nil {
-			return nil, nil, fmt.Errorf("output: llama.cpp's llama architecture has no output bias")
-		}
-		ts = append(ts, ggufTensor{"output.weight", []uint64{H, uint64(m.Vocab)}, func() ([]float32, error) {
+		ts = append(ts, ggufTensor{name: ggufOutputTensor, dims: []uint64{H, uint64(m.Vocab)}, values: func() ([]float32, error) {
 			return linearWeights(head)
 		}})
 	}
@@ -295,32 +659,69 @@ func ggufTensors(m *model.Model) ([]ggufTensor, []string, error) {
 	return ts, notes, nil
 }
 
-// ggufMetadata sets the metadata llama.cpp's llama architecture reads.
-func ggufMetadata(w *gguf.Writer, m *model.Model, tok *tokenizer.SentencePiece, opt GGUFExport, rep *GGUFReport) error {
-	u32 := func(k string, v int) { w.Set(k, gguf.Uint32(uint32(v))) }
+// ggufMetadata sets the metadata llama.cpp's loaders read for the
+// architecture (load_hparams and the architecture's load_arch_hparams).
+func ggufMetadata(w *gguf.Writer, m *model.Model, p *ggufPlan, tok *tokenizer.SentencePiece, opt GGUFExport, rep *GGUFReport) error {
+	a := p.arch
+	u32 := func(k string, v int) { w.Set(a.key(k), gguf.Uint32(uint32(v))) }
+	f32 := func(k string, v float32) { w.Set(a.key(k), gguf.Float32(v)) }
 	name := opt.Name
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(opt.Path), filepath.Ext(opt.Path))
 	}
 	ft, _ := gguf.FileType(opt.Type)
-	w.Set("general.architecture", gguf.String("llama"))
+	w.Set("general.architecture", gguf.String(a.name))
 	w.Set("general.name", gguf.String(name))
 	w.Set("general.file_type", gguf.Uint32(ft))
-	u32("llama.vocab_size", m.Vocab)
-	u32("llama.context_length", m.MaxPos)
-	u32("llama.embedding_length", m.Hidden)
-	u32("llama.block_count", m.Layers)
-	u32("llama.feed_forward_length", m.Intermediate)
-	u32("llama.rope.dimension_count", m.HeadDim)
-	u32("llama.attention.head_count", m.Heads)
-	u32("llama.attention.head_count_kv", m.KVHeads)
-	if m.HeadDim*m.Heads != m.Hidden {
-		u32("llama.attention.key_length", m.HeadDim)
-		u32("llama.attention.value_length", m.HeadDim)
+	u32(kvVocabSize, m.Vocab) // no_vocab files take their token count from here
+	u32(kvContextLength, m.MaxPos)
+	u32(kvEmbeddingLength, m.Hidden)
+	u32(kvBlockCount, m.Layers)
+	u32(kvFeedForwardLength, p.ff)
+	u32(kvHeadCount, m.Heads)
+	u32(kvHeadCountKV, m.KVHeads)
+	u32(kvKeyLength, m.HeadDim)
+	u32(kvValueLength, m.HeadDim)
+	u32(kvRopeDims, p.rope.rotDim)
+	f32(kvRMSEps, p.eps)
+	f32(kvRopeFreqBase, float32(p.rope.theta))
+	if p.swaRope != nil {
+		f32(kvRopeFreqBaseSWA, float32(p.swaRope.theta))
 	}
-	w.Set("llama.attention.layer_norm_rms_epsilon", gguf.Float32(m.Norm.(*nn.RMSNorm).Eps))
-	w.Set("llama.rope.freq_base", gguf.Float32(float32(m.Rope.Theta)))
-	if m.Rope.RoundFreq != nil {
+	if p.moe {
+		u32(kvExpertCount, p.experts)
+		u32(kvExpertUsedCount, p.topK)
+		if a.moe == moeExpertFFLength {
+			u32(kvExpertFFLength, p.expertFF)
+		}
+	}
+	switch {
+	case p.period > 0:
+		if p.window > 0 {
+			u32(kvSlidingWindow, p.window)
+		}
+		u32(kvSlidingPattern, p.period)
+	case p.window > 0:
+		// Read by llmq only (llama.cpp: phi3 reads it and turns it off).
+		u32(kvSlidingWindow, p.window)
+		all := true
+		for _, s := range p.sliding {
+			all = all && s
+		}
+		if !all {
+			w.Set(a.key(kvSlidingPattern), gguf.MustArray(append([]bool(nil), p.sliding...)))
+		}
+	}
+	if p.attnCap > 0 {
+		f32(kvAttnSoftcap, p.attnCap)
+	}
+	if p.finalCap > 0 {
+		f32(kvFinalSoftcap, p.finalCap)
+	}
+	if p.embedScale != 0 {
+		f32(kvEmbeddingScale, p.embedScale)
+	}
+	if m.Rope != nil && m.Rope.RoundFreq != nil {
 		rep.Notes = append(rep.Notes, "RoPE frequencies are rounded to the checkpoint dtype here (as transformers does); llama.cpp computes them in FP32")
 	}
 	if tok == nil {
@@ -377,7 +778,7 @@ func setGGUFVocab(w *gguf.Writer, tok *tokenizer.SentencePiece, vocab int) error
 // file. It is how llmq evaluates "the same quantization in-process" next to
 // an exported file. Only FP32 (nn.Dense) layers are supported.
 func RoundLikeGGUF(m *model.Model, typ gguf.Type) error {
-	if err := ggufLlama(m); err != nil {
+	if _, err := planGGUF(m); err != nil {
 		return err
 	}
 	round := func(what string, w []float32, rows, cols int) error {
@@ -401,7 +802,9 @@ func RoundLikeGGUF(m *model.Model, typ gguf.Type) error {
 	layers := map[string]nn.Linear{}
 	for i, b := range m.Blocks {
 		for _, nl := range b.Linears() {
-			layers[m.LinearName(i, nl.Role)] = *nl.Linear
+			if nl.Role != "router" { // the router stays F32
+				layers[m.LinearName(i, nl.Role)] = *nl.Linear
+			}
 		}
 	}
 	if !m.HeadShared() {
@@ -425,436 +828,4 @@ func IsGGUF(path string) bool {
 		return false
 	}
 	return strings.EqualFold(filepath.Ext(path), ".gguf") || gguf.IsGGUF(path)
-}
-
-// ggufHyper are the hyper-parameters read from a GGUF file's metadata.
-type ggufHyper struct {
-	vocab, hidden, layers, ff, heads, kvHeads, headDim, ctx int
-	eps, theta                                              float64
-	tied                                                    bool
-	bos, eos                                                int
-}
-
-// readGGUFHyper reads and checks the llama.* metadata.
-func readGGUFHyper(f *gguf.File) (*ggufHyper, error) {
-	arch, _ := getString(f, "general.architecture")
-	if arch != "llama" {
-		return nil, fmt.Errorf("%s: general.architecture is %q; llmq imports the llama architecture", f.Path, arch)
-	}
-	h := &ggufHyper{bos: -1, eos: -1}
-	for _, k := range []struct {
-		dst      *int
-		key      string
-		required bool
-	}{
-		{&h.hidden, "llama.embedding_length", true},
-		{&h.layers, "llama.block_count", true},
-		{&h.ff, "llama.feed_forward_length", true},
-		{&h.heads, "llama.attention.head_count", true},
-		{&h.kvHeads, "llama.attention.head_count_kv", false},
-		{&h.ctx, "llama.context_length", false},
-	} {
-		v, ok, err := getUint(f, k.key)
-		switch {
-		case err != nil:
-			return nil, err
-		case !ok && k.required:
-			return nil, fmt.Errorf("%s: metadata %s is missing", f.Path, k.key)
-		}
-		*k.dst = v
-	}
-	if h.heads == 0 || h.hidden%h.heads != 0 {
-		return nil, fmt.Errorf("%s: embedding length %d is not a multiple of %d heads", f.Path, h.hidden, h.heads)
-	}
-	if h.kvHeads == 0 {
-		h.kvHeads = h.heads
-	}
-	if h.ctx == 0 {
-		h.ctx = 2048
-	}
-	h.headDim = h.hidden / h.heads
-	if v, ok, err := getUint(f, "llama.attention.key_length"); err != nil {
-		return nil, err
-	} else if ok {
-		h.headDim = v
-	}
-	if v, ok, err := getUint(f, "llama.attention.value_length"); err != nil {
-		return nil, err
-	} else if ok && v != h.headDim {
-		return nil, fmt.Errorf("%s: key length %d and value length %d differ (not supported)", f.Path, h.headDim, v)
-	}
-	if v, ok, err := getUint(f, "llama.rope.dimension_count"); err != nil {
-		return nil, err
-	} else if ok && v != h.headDim {
-		return nil, fmt.Errorf("%s: rope dimension count %d differs from the head size %d (partial rotary is not supported)", f.Path, v, h.headDim)
-	}
-	if t, ok := getString(f, "llama.rope.scaling.type"); ok && t != "none" {
-		return nil, fmt.Errorf("%s: RoPE scaling %q is not supported", f.Path, t)
-	}
-	if v, ok, _ := getUint(f, "llama.expert_count"); ok && v > 0 {
-		return nil, fmt.Errorf("%s: mixture-of-experts models (%d experts) are not supported", f.Path, v)
-	}
-	var ok bool
-	var err error
-	if h.eps, ok, err = getFloat(f, "llama.attention.layer_norm_rms_epsilon"); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, fmt.Errorf("%s: metadata llama.attention.layer_norm_rms_epsilon is missing", f.Path)
-	}
-	if h.theta, ok, err = getFloat(f, "llama.rope.freq_base"); err != nil {
-		return nil, err
-	} else if !ok {
-		h.theta = 10000 // llama.cpp's default
-	}
-	emb, found := f.Tensor("token_embd.weight")
-	if !found || len(emb.Dims) != 2 || emb.Dims[0] != uint64(h.hidden) {
-		return nil, fmt.Errorf("%s: token_embd.weight must be a [%d, vocab] tensor", f.Path, h.hidden)
-	}
-	h.vocab = int(emb.Dims[1])
-	_, hasOutput := f.Tensor("output.weight")
-	h.tied = !hasOutput
-	if model, _ := getString(f, "tokenizer.ggml.model"); model == "llama" {
-		h.bos, h.eos = 1, 2 // llama.cpp's defaults for SentencePiece vocabularies
-	}
-	for _, s := range []struct {
-		dst *int
-		key string
-	}{{&h.bos, "tokenizer.ggml.bos_token_id"}, {&h.eos, "tokenizer.ggml.eos_token_id"}} {
-		if v, ok, err := getUint(f, s.key); err != nil {
-			return nil, err
-		} else if ok {
-			*s.dst = v
-		}
-	}
-	return h, nil
-}
-
-func getString(f *gguf.File, key string) (string, bool) {
-	v, ok := f.Get(key)
-	if !ok {
-		return "", false
-	}
-	return v.Str()
-}
-
-// getUint reads an integer key of any integer type (writers differ).
-func getUint(f *gguf.File, key string) (int, bool, error) {
-	v, ok := f.Get(key)
-	if !ok {
-		return 0, false, nil
-	}
-	n, isInt := v.Uint()
-	if !isInt || n > 1<<31 {
-		return 0, false, fmt.Errorf("%s: metadata %s must be a non-negative integer below 2^31, is a %v", f.Path, key, v.Type)
-	}
-	return int(n), true, nil
-}
-
-func getFloat(f *gguf.File, key string) (float64, bool, error) {
-	v, ok := f.Get(key)
-	if !ok {
-		return 0, false, nil
-	}
-	x, isFloat := v.Float()
-	if !isFloat || math.IsNaN(x) || math.IsInf(x, 0) {
-		return 0, false, fmt.Errorf("%s: metadata %s must be a finite float, is a %v", f.Path, key, v.Type)
-	}
-	return x, true, nil
-}
-
-// ggufStore serves a GGUF file's tensors to the Llama family binder under
-// Hugging Face names, dequantized to FP32 and with q/k rows put back into
-// the rotate-half layout (the inverse of permuteQK), like qstore serves a
-// quantized folder.
-type ggufStore struct {
-	f     *gguf.File
-	names map[string]string // Hugging Face name → GGUF name
-	heads map[string]int    // Hugging Face name → heads to unpermute (q/k)
-	list  []string
-}
-
-func newGGUFStore(f *gguf.File, h *ggufHyper) (*ggufStore, error) {
-	s := &ggufStore{f: f, names: map[string]string{}, heads: map[string]int{}}
-	add := func(hf, g string, heads int, required bool, dims ...uint64) error {
-		t, ok := f.Tensor(g)
-		if !ok {
-			if required {
-				return fmt.Errorf("%s: missing tensor %s", f.Path, g)
-			}
-			return nil
-		}
-		if len(t.Dims) != len(dims) || t.Dims[0] != dims[0] || (len(dims) == 2 && t.Dims[1] != dims[1]) {
-			return fmt.Errorf("%s: tensor %s has dims %v, want %v", f.Path, g, t.Dims, dims)
-		}
-		s.names[hf], s.heads[hf] = g, heads
-		s.list = append(s.list, hf)
-		return nil
-	}
-	H, F, V := uint64(h.hidden), uint64(h.ff), uint64(h.vocab)
-	qw, kw := uint64(h.heads*h.headDim), uint64(h.kvHeads*h.headDim)
-	if err := add("model.embed_tokens.weight", "token_embd.weight", 0, true, H, V); err != nil {
-		return nil, err
-	}
-	if err := add("model.norm.weight", "output_norm.weight", 0, true, H); err != nil {
-		return nil, err
-	}
-	if err := add("lm_head.weight", "output.weight", 0, false, H, V); err != nil {
-		return nil, err
-	}
-	for l := 0; l < h.layers; l++ {
-		for _, n := range ggufLayerNames {
-			hf := fmt.Sprintf("model.layers.%d.%s", l, n.hf)
-			g := fmt.Sprintf("blk.%d.%s", l, n.gguf)
-			var in, out uint64
-			heads := 0
-			switch n.gguf {
-			case "attn_norm", "ffn_norm":
-				if err := add(hf+".weight", g+".weight", 0, true, H); err != nil {
-					return nil, err
-				}
-				continue
-			case "attn_q":
-				in, out, heads = H, qw, h.heads
-			case "attn_k":
-				in, out, heads = H, kw, h.kvHeads
-			case "attn_v":
-				in, out = H, kw
-			case "attn_output":
-				in, out = qw, H
-			case "ffn_gate", "ffn_up":
-				in, out = H, F
-			case "ffn_down":
-				in, out = F, H
-			}
-			if err := add(hf+".weight", g+".weight", heads, true, in, out); err != nil {
-				return nil, err
-			}
-			if err := add(hf+".bias", g+".bias", heads, false, out); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if len(s.list) != len(f.Tensors) {
-		used := map[string]bool{}
-		for _, g := range s.names {
-			used[g] = true
-		}
-		for _, t := range f.Tensors {
-			if !used[t.Name] {
-				return nil, fmt.Errorf("%s: tensor %s is not part of a llama model llmq runs (e.g. RoPE scaling factors are not supported)", f.Path, t.Name)
-			}
-		}
-	}
-	return s, nil
-}
-
-func (s *ggufStore) Names() []string { return s.list }
-func (s *ggufStore) Close() error    { return nil }
-
-func (s *ggufStore) Info(name string) (checkpoint.TensorInfo, bool) {
-	g, ok := s.names[name]
-	if !ok {
-		return checkpoint.TensorInfo{}, false
-	}
-	t, _ := s.f.Tensor(g)
-	shape := make([]int, len(t.Dims)) // ggml's dims innermost first: reverse
-	for i, d := range t.Dims {
-		shape[len(t.Dims)-1-i] = int(d)
-	}
-	return checkpoint.TensorInfo{Name: name, DType: checkpoint.F32, Shape: shape, End: 4 * t.Elements()}, true
-}
-
-func (s *ggufStore) Float32(name string) ([]float32, checkpoint.TensorInfo, error) {
-	info, ok := s.Info(name)
-	if !ok {
-		return nil, info, fmt.Errorf("%s: no tensor for %s", s.f.Path, name)
-	}
-	v, t, err := s.f.Float32(s.names[name])
-	if err != nil {
-		return nil, info, err
-	}
-	if heads := s.heads[name]; heads > 0 {
-		v = permuteQK(v, heads, int(t.Elements())/int(t.Dims[len(t.Dims)-1]), false)
-	}
-	return v, info, nil
-}
-
-// loadGGUF reads a llama-architecture GGUF file into an FP32 model (every
-// tensor dequantized).
-func loadGGUF(path string) (*model.Model, error) {
-	f, err := gguf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h, err := readGGUFHyper(f)
-	if err != nil {
-		return nil, err
-	}
-	store, err := newGGUFStore(f, h)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := ggufConfigJSON(h)
-	if err != nil {
-		return nil, err
-	}
-	c, err := checkpoint.ParseConfig(path, raw)
-	if err != nil {
-		return nil, err
-	}
-	m, err := model.LoadFrom(c, store)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
-}
-
-// ggufConfigJSON is the Hugging Face config.json the metadata describes —
-// what the Llama family binder reads. RoPE frequencies are computed in FP32
-// as llama.cpp does (dtype float32: no rounding to a storage dtype).
-func ggufConfigJSON(h *ggufHyper) ([]byte, error) {
-	cfg := map[string]any{
-		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
-		"vocab_size": h.vocab, "hidden_size": h.hidden, "num_hidden_layers": h.layers,
-		"num_attention_heads": h.heads, "num_key_value_heads": h.kvHeads, "head_dim": h.headDim,
-		"intermediate_size": h.ff, "max_position_embeddings": h.ctx, "rms_norm_eps": h.eps,
-		"rope_theta": h.theta, "tie_word_embeddings": h.tied, "hidden_act": "silu", "dtype": "float32",
-	}
-	if h.bos >= 0 {
-		cfg["bos_token_id"] = h.bos
-	}
-	if h.eos >= 0 {
-		cfg["eos_token_id"] = h.eos
-	}
-	return json.MarshalIndent(cfg, "", "  ")
-}
-
-// GGUFSourceFiles returns what a model folder would hold beside the weights
-// of the model in a GGUF file: config.json (the Hugging Face config its
-// metadata describes) and, when it carries a SentencePiece vocabulary,
-// tokenizer.model — keyed by file name. Saving a model loaded from a GGUF
-// file as an llmq folder takes these in place of its source folder's files.
-func GGUFSourceFiles(path string) (map[string][]byte, error) {
-	f, err := gguf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	h, err := readGGUFHyper(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := ggufConfigJSON(h)
-	if err != nil {
-		return nil, err
-	}
-	files := map[string][]byte{"config.json": cfg}
-	if tok, err := GGUFTokenizer(path); err == nil {
-		files["tokenizer.model"] = tok.MarshalModel()
-	}
-	return files, nil
-}
-
-// GGUFTokenizer builds the SentencePiece tokenizer a GGUF file's
-// tokenizer.ggml.* metadata describes (tokenizer.ggml.model "llama").
-func GGUFTokenizer(path string) (*tokenizer.SentencePiece, error) {
-	f, err := gguf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	kind, _ := getString(f, "tokenizer.ggml.model")
-	switch kind {
-	case "llama":
-	case "", "no_vocab", "none":
-		return nil, fmt.Errorf("%s: the file carries no vocabulary; pass --tokenizer", path)
-	default:
-		return nil, fmt.Errorf("%s: tokenizer.ggml.model %q is not supported (llmq reads SentencePiece \"llama\" vocabularies); pass --tokenizer", path, kind)
-	}
-	tv, ok := f.Get("tokenizer.ggml.tokens")
-	pieces, isStrings := tv.Any().([]string)
-	if !ok || !isStrings {
-		return nil, fmt.Errorf("%s: tokenizer.ggml.tokens must be an array of strings", path)
-	}
-	n := len(pieces)
-	v := tokenizer.Vocab{Pieces: pieces, Scores: make([]float32, n), Types: make([]tokenizer.PieceType, n),
-		BOS: -1, EOS: -1, AddDummyPrefix: true}
-	if sv, ok := f.Get("tokenizer.ggml.scores"); ok {
-		s, isF32 := sv.Any().([]float32)
-		if !isF32 || len(s) != n {
-			return nil, fmt.Errorf("%s: tokenizer.ggml.scores must be %d float32 values", path, n)
-		}
-		v.Scores = s
-	}
-	unk := 0
-	if u, ok, err := getUint(f, "tokenizer.ggml.unknown_token_id"); err != nil {
-		return nil, err
-	} else if ok {
-		unk = u
-	}
-	if tt, ok := f.Get("tokenizer.ggml.token_type"); ok {
-		if tt.Len() != n {
-			return nil, fmt.Errorf("%s: tokenizer.ggml.token_type has %d entries for %d tokens", path, tt.Len(), n)
-		}
-		for i := range n {
-			t, ok := arrayInt(tt, i)
-			if !ok {
-				return nil, fmt.Errorf("%s: tokenizer.ggml.token_type must be an integer array", path)
-			}
-			v.Types[i] = tokenizer.PieceType(t)
-		}
-	} else {
-		for i := range v.Types {
-			v.Types[i] = tokenizer.PieceNormal
-		}
-		if unk < n {
-			v.Types[unk] = tokenizer.PieceUnknown
-		}
-	}
-	v.BOS, v.EOS = 1, 2 // llama.cpp's defaults for SentencePiece vocabularies
-	for _, s := range []struct {
-		dst *int
-		key string
-	}{{&v.BOS, "tokenizer.ggml.bos_token_id"}, {&v.EOS, "tokenizer.ggml.eos_token_id"}} {
-		if id, ok, err := getUint(f, s.key); err != nil {
-			return nil, err
-		} else if ok {
-			*s.dst = id
-		}
-	}
-	if b, ok := f.Get("tokenizer.ggml.add_space_prefix"); ok {
-		v.AddDummyPrefix, _ = b.Bool()
-	}
-	if b, ok := f.Get("tokenizer.ggml.remove_extra_whitespaces"); ok {
-		v.RemoveExtraWhitespaces, _ = b.Bool()
-	}
-	t, err := tokenizer.FromVocab(v)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
-}
-
-// arrayInt reads element i of an integer array of any width.
-func arrayInt(v gguf.Value, i int) (int64, bool) {
-	switch s := v.Any().(type) {
-	case []int32:
-		return int64(s[i]), true
-	case []uint32:
-		return int64(s[i]), true
-	case []int8:
-		return int64(s[i]), true
-	case []uint8:
-		return int64(s[i]), true
-	case []int16:
-		return int64(s[i]), true
-	case []uint16:
-		return int64(s[i]), true
-	case []int64:
-		return s[i], true
-	case []uint64:
-		return int64(s[i]), s[i] <= math.MaxInt64
-	}
-	return 0, false
 }

@@ -389,7 +389,7 @@ func TestGGUFImportRejects(t *testing.T) {
 		path string
 		want string
 	}{
-		{"architecture", rewrite("arch.gguf", one("general.architecture", gguf.String("qwen2")), ""), `general.architecture is "qwen2"`},
+		{"architecture", rewrite("arch.gguf", one("general.architecture", gguf.String("gpt2")), ""), `general.architecture is "gpt2"`},
 		{"missing key", rewrite("nokey.gguf", nil, "llama.block_count"), "llama.block_count is missing"},
 		{"key type", rewrite("keytype.gguf", one("llama.block_count", gguf.String("3")), ""), "llama.block_count must be a non-negative integer"},
 		{"rope scaling", rewrite("yarn.gguf", one("llama.rope.scaling.type", gguf.String("yarn")), ""), `RoPE scaling "yarn"`},

@@ -17,13 +17,17 @@ import (
 	"llmq/tokenizer"
 )
 
-// exportGGUF writes o.model as a GGUF file for llama.cpp: Llama-architecture
-// models (HF folders, llama2.c files, llmq quantized folders — whose layers
-// are dequantized and re-encoded — or GGUF files), with the vocabulary of
-// the folder's SentencePiece tokenizer.model. --type sets the type of the
-// 2-D weights (token_embd and output included); norms stay F32. Without
-// --type: f16 for an FP model, q8_0 or q4_0 for a quantized folder whose
-// weights have 8 or at most 4 bits.
+// exportGGUF writes o.model as a GGUF file for llama.cpp under its family's
+// llama.cpp architecture (modelio's GGUF name table: llama for Llama 1–3,
+// Mistral, Mixtral and llama2.c; qwen2, qwen3, qwen3moe, gemma2, gemma3,
+// phi3), from an HF folder, a llama2.c file, an llmq quantized folder —
+// whose layers are dequantized and re-encoded — or a GGUF file, with the
+// vocabulary of the folder's SentencePiece tokenizer.model. --type sets the
+// type of the weight matrices (token_embd and output included); norms and
+// MoE routers stay F32. Without --type: f16 for an FP model, q8_0 or q4_0
+// for a quantized folder whose weights have 8 or at most 4 bits. The notes
+// printed say where llama.cpp will compute something else than the model
+// (e.g. Mistral's sliding window, which its llama architecture lacks).
 func exportGGUF(o exportOptions) error {
 	if err := checkOutputFile("--out", o.out, o.force, modelInputs(o.model)); err != nil {
 		return err
@@ -65,7 +69,7 @@ func exportGGUF(o exportOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s (%s tensors; %.1f MiB)\n", o.out, strings.Join(counts, ", "), float64(st.Size())/(1<<20))
+	fmt.Fprintf(os.Stderr, "wrote %s (llama.cpp architecture %s; %s tensors; %.1f MiB)\n", o.out, rep.Arch, strings.Join(counts, ", "), float64(st.Size())/(1<<20))
 	if o.json {
 		notes := rep.Notes
 		if notes == nil {
@@ -73,7 +77,7 @@ func exportGGUF(o exportOptions) error {
 		}
 		return json.NewEncoder(os.Stdout).Encode(map[string]any{
 			"model": o.model, "format": "gguf", "out": o.out, "type": typ.String(), "bytes": st.Size(),
-			"tensors": byType, "vocabulary": tok != nil, "notes": notes,
+			"architecture": rep.Arch, "tensors": byType, "vocabulary": tok != nil, "notes": notes,
 		})
 	}
 	return nil

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"llmq/gguf"
 	"llmq/internal/shared"
+	"llmq/modelio"
 )
 
 // TestExportGGUFCLI: a GGUF export of wiki-llama-25m is a model the other
@@ -37,5 +39,32 @@ func TestExportGGUFCLI(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("output folder holds %d entries, want only the exported file (failed exports leave nothing)", len(entries))
+	}
+}
+
+// TestExportGGUFFamiliesCLI: the new families export under their llama.cpp
+// architectures from the command line and load back as models.
+func TestExportGGUFFamiliesCLI(t *testing.T) {
+	for _, c := range []struct{ fixture, arch string }{
+		{"tiny-mixtral", "llama"}, {"tiny-qwen3moe", "qwen3moe"}, {"tiny-gemma3", "gemma3"}, {"tiny-phi3", "phi3"},
+	} {
+		out := filepath.Join(t.TempDir(), c.fixture+".gguf")
+		code, _ := capture(t, "", "export", "--model", shared.Path(t, "models", c.fixture), "--format", "gguf", "--type", "q8_0", "--out", out)
+		if code != 0 {
+			t.Errorf("%s: export exit %d", c.fixture, code)
+			continue
+		}
+		f, err := gguf.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arch, _ := f.Get("general.architecture")
+		f.Close()
+		if s, _ := arch.Str(); s != c.arch {
+			t.Errorf("%s: general.architecture %q, want %q", c.fixture, s, c.arch)
+		}
+		if _, err := modelio.Load(out); err != nil {
+			t.Errorf("%s: %v", c.fixture, err)
+		}
 	}
 }
