@@ -427,7 +427,7 @@ func TestExportFamilies(t *testing.T) {
 		"w8a8":     "w8a8",
 		"w4a16 g8": groupRecipe("{num_bits: 4, symmetric: false, strategy: group, group_size: 8}", ""),
 	}
-	for _, fam := range []string{"tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
+	for _, fam := range []string{"tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
 		for _, rn := range []string{"w8a8", "w4a16 g8"} {
 			t.Run(fam+"/"+rn, func(t *testing.T) {
 				qdir, src := quantizeFixture(t, fam, recipes[rn], nil)

@@ -319,7 +319,7 @@ func TestNiceTicks(t *testing.T) {
 // expert's gate/up, then each expert's down), and for experts the tokens
 // the router sent to each.
 func TestFamiliesReport(t *testing.T) {
-	for _, name := range []string{"tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
+	for _, name := range []string{"tiny-llama3", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
 		t.Run(name, func(t *testing.T) {
 			dir := shared.Path(t, "models", name)
 			seqs := RandomSequences(4, 48, 512, 1)

@@ -14,7 +14,7 @@ import (
 // logits must equal the one-call prefill's, so sliding windows, per-layer
 // rotary bases, q/k norms and expert routing hold in decode too.
 func TestDecodeMatchesPrefill(t *testing.T) {
-	for _, name := range []string{"tiny-llama", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
+	for _, name := range []string{"tiny-llama", "tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
 		t.Run(name, func(t *testing.T) {
 			dir := shared.Path(t, "models", name)
 			m, err := Load(dir)

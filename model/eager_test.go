@@ -17,7 +17,7 @@ import (
 // a user runs it, where the references in ../shared differ (see
 // TestTransformersReference).
 func TestTransformersEager(t *testing.T) {
-	for _, name := range []string{"tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"} {
+	for _, name := range []string{"tiny-qwen2", "tiny-llama3", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"} {
 		t.Run(name, func(t *testing.T) {
 			m, err := Load(shared.Path(t, "models", name))
 			if err != nil {

@@ -80,7 +80,7 @@ quant_stage:
           weights: {num_bits: 4, type: int, symmetric: false, strategy: group, group_size: 8}
 `,
 	}
-	families := []string{"tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"}
+	families := []string{"tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe"}
 	if testing.Short() {
 		families = []string{"tiny-mistral", "tiny-gemma2", "tiny-qwen3moe"}
 	}
