@@ -41,6 +41,13 @@ func quantizeHead(m *model.Model, s Scheme, sel *Selector) error {
 	if m.Head == nil || sel == nil || !sel.Selected(name) {
 		return nil
 	}
+	if lz, ok := m.Head.(*model.LazyDense); ok { // an untied head still in the checkpoint
+		d, err := lz.Materialize()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		m.Head = d
+	}
 	d, ok := m.Head.(*nn.Dense)
 	if !ok {
 		return fmt.Errorf("%s is already quantized (%T)", name, m.Head)
