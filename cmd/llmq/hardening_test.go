@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -535,5 +537,47 @@ func TestMemoryRefused(t *testing.T) {
 	code, _, stderr := runCLI(t, "", "quantize", "--model", llama, "--recipe", "gptq-w4a16", "--calib-samples", "1000000", "--out", filepath.Join(t.TempDir(), "q"))
 	if code != 1 || !strings.Contains(stderr, "available") || !strings.Contains(stderr, "calibration activations") {
 		t.Errorf("exit %d, %s", code, stderr)
+	}
+}
+
+// --moe-routed-only changes what the experts are calibrated on (only their
+// routed tokens), hence the GPTQ result; both runs succeed.
+func TestMoERoutedOnly(t *testing.T) {
+	dir := t.TempDir()
+	var rows []byte
+	for r := 0; r < 4; r++ {
+		ids := make([]int, 48)
+		for i := range ids {
+			ids[i] = (r*37 + i*11) % 512
+		}
+		b, _ := json.Marshal(map[string][]int{"input_ids": ids})
+		rows = append(append(rows, b...), '\n')
+	}
+	calib := filepath.Join(dir, "ids.jsonl")
+	os.WriteFile(calib, rows, 0o644)
+	rec := filepath.Join(dir, "gptq.yaml")
+	os.WriteFile(rec, []byte(`quant_stage:
+  quant_modifiers:
+    GPTQModifier:
+      ignore: [lm_head, 're:.*mlp\.gate$']
+      config_groups:
+        group_0:
+          targets: [Linear]
+          weights: {num_bits: 4, type: int, symmetric: false, strategy: group, group_size: 8}
+`), 0o644)
+	src := shared.Path(t, "models", "tiny-qwen3moe")
+	var outs []string
+	for _, extra := range [][]string{nil, {"--moe-routed-only"}} {
+		out := filepath.Join(dir, fmt.Sprint("q", len(outs)))
+		args := append([]string{"quantize", "--model", src, "--recipe", rec, "--out", out, "--calib-data", calib, "--calib-samples", "4", "--calib-seqlen", "48"}, extra...)
+		if code, _, stderr := runCLI(t, "", args...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", extra, code, stderr)
+		}
+		outs = append(outs, out)
+	}
+	a, _ := os.ReadFile(filepath.Join(outs[0], "model.safetensors"))
+	b, _ := os.ReadFile(filepath.Join(outs[1], "model.safetensors"))
+	if bytes.Equal(a, b) {
+		t.Error("calibrating experts on routed tokens only gave the same model as on every token")
 	}
 }

@@ -25,6 +25,7 @@ type calibFlags struct {
 	samples *int
 	seqlen  *int
 	seed    *uint64
+	routed  *bool
 }
 
 func addCalibFlags(fs *flag.FlagSet) *calibFlags {
@@ -33,6 +34,8 @@ func addCalibFlags(fs *flag.FlagSet) *calibFlags {
 		samples: fs.Int("calib-samples", 128, "number of calibration sequences"),
 		seqlen:  fs.Int("calib-seqlen", 512, "tokens per calibration sequence"),
 		seed:    fs.Uint64("seed", 0, "seed for choosing calibration windows"),
+		routed: fs.Bool("moe-routed-only", false, "mixture of experts: calibrate each expert on the tokens routed to it only "+
+			"(default: every expert sees every calibration token, as llm-compressor calibrates, so rarely chosen experts get full statistics)"),
 	}
 	atLeast(fs, 1, "calib-samples", "calib-seqlen")
 	return cf
@@ -129,7 +132,7 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 	fmt.Fprintf(os.Stderr, "recipe %s: %s\n", r.Source, strings.Join(names, " → "))
 	bar := progress.New("quantize", len(m.Blocks), "layer")
 	start := time.Now()
-	if err := methods.Run(m, seqs, stages, func(done, _ int) { bar.Update(done, float64(done)) }); err != nil {
+	if err := methods.RunWith(m, seqs, stages, func(done, _ int) { bar.Update(done, float64(done)) }, methods.RunOptions{RoutedOnly: *cf.routed}); err != nil {
 		return nil, nil, err
 	}
 	fmt.Fprintf(os.Stderr, "quantized in %v\n", time.Since(start).Round(time.Millisecond))
