@@ -105,12 +105,36 @@ func loadFrom(cfg *checkpoint.Config, w checkpoint.Tensors, lazy bool) (*Model, 
 	if !ok {
 		return nil, fmt.Errorf("%s: unknown architecture model_type %q (supported: %s)", cfg.Path, cfg.ModelType, strings.Join(Architectures(), ", "))
 	}
-	m, err := fam.Load(cfg, &lazyTensors{w, lazy})
+	lt := &lazyTensors{Tensors: w, lazy: lazy, used: map[string]bool{}}
+	m, err := fam.Load(cfg, lt)
 	if err != nil {
 		return nil, err
 	}
 	m.Arch, m.names = cfg.ModelType, &fam.Names
+	if _, ok := w.(Deferring); !ok { // a quantized folder's extra tensors are its codes
+		m.Unused = unusedTensors(m, w, lt.used)
+	}
 	return m, nil
+}
+
+// unusedTensors lists the checkpoint's tensors the family did not bind,
+// as transformers warns about unused weights: a config that says fewer
+// layers than the file holds, or parts of an architecture llmq does not
+// know, would otherwise be dropped in silence. Buffers transformers
+// itself recomputes (rotary inv_freq) and a stored copy of a tied head
+// are not counted.
+func unusedTensors(m *Model, w checkpoint.Tensors, used map[string]bool) []string {
+	var out []string
+	for _, n := range w.Names() {
+		switch {
+		case used[n], strings.HasSuffix(n, ".rotary_emb.inv_freq"),
+			m.HeadShared() && m.names != nil && n == m.names.Head+".weight":
+			continue
+		}
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // binder reads tensors by name and checks their shapes; the first problem is
@@ -120,19 +144,23 @@ type binder struct {
 	w    checkpoint.Tensors
 	src  string
 	err  error
-	lazy bool // bind block linears as LazyDense
+	lazy bool            // bind block linears as LazyDense
+	used map[string]bool // the tensors the family looked at (nil: not tracked)
 }
 
-// lazyTensors marks a tensor source as bound lazily (see LoadLazy).
+// lazyTensors marks a tensor source as bound lazily (see LoadLazy) and
+// collects the names the family's binder used.
 type lazyTensors struct {
 	checkpoint.Tensors
 	lazy bool
+	used map[string]bool
 }
 
 func newBinder(w checkpoint.Tensors) *binder {
 	lazy := false
+	var used map[string]bool
 	if lt, ok := w.(*lazyTensors); ok {
-		w, lazy = lt.Tensors, lt.lazy
+		w, lazy, used = lt.Tensors, lt.lazy, lt.used
 	}
 	src := "checkpoint"
 	switch v := w.(type) {
@@ -141,7 +169,14 @@ func newBinder(w checkpoint.Tensors) *binder {
 	case *checkpoint.Llama2C:
 		src = v.Path
 	}
-	return &binder{w: w, src: src, lazy: lazy}
+	return &binder{w: w, src: src, lazy: lazy, used: used}
+}
+
+// mark records that the family read (or checked) tensor name.
+func (b *binder) mark(name string) {
+	if b.used != nil {
+		b.used[name] = true
+	}
 }
 
 func (b *binder) fail(format string, args ...any) {
@@ -155,6 +190,7 @@ func (b *binder) check(name string, shape ...int) bool {
 	if b.err != nil {
 		return false
 	}
+	b.mark(name)
 	info, ok := b.w.Info(name)
 	if !ok {
 		b.fail("missing tensor %q", name)
@@ -251,6 +287,9 @@ func (b *binder) optional(name string, shape ...int) []float32 {
 
 func (b *binder) has(name string) bool {
 	_, ok := b.w.Info(name)
+	if ok {
+		b.mark(name)
+	}
 	return ok
 }
 

@@ -190,3 +190,42 @@ func TestLoadLlama2CErrors(t *testing.T) {
 		}
 	}
 }
+
+// Every fixture's tensors are all bound; a tensor the family does not know
+// is reported, not dropped in silence.
+func TestUnusedTensors(t *testing.T) {
+	for _, name := range []string{"tiny-llama", "tiny-qwen2", "tiny-opt", "tiny-gpt2", "tiny-gptneox", "tiny-llama3", "tiny-qwen3", "tiny-mistral", "tiny-gemma2", "tiny-gemma3", "tiny-phi3", "tiny-mixtral", "tiny-qwen3moe", "wiki-llama-25m"} {
+		m, err := Load(shared.Path(t, "models", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Unused) > 0 {
+			t.Errorf("%s: unused tensors %v", name, m.Unused)
+		}
+	}
+	src := shared.Path(t, "models", "tiny-llama")
+	cfg, err := checkpoint.ReadConfig(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := checkpoint.OpenDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := LoadFrom(cfg, extraTensor{st, "model.layers.0.self_attn.q_norm.weight"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Unused) != 1 || m.Unused[0] != "model.layers.0.self_attn.q_norm.weight" {
+		t.Errorf("unused %v, want the extra q_norm", m.Unused)
+	}
+}
+
+// extraTensor adds one name to a tensor source's listing.
+type extraTensor struct {
+	checkpoint.Tensors
+	name string
+}
+
+func (e extraTensor) Names() []string { return append(e.Tensors.Names(), e.name) }

@@ -49,6 +49,9 @@ type Model struct {
 	// soft-capping): z ← LogitCap·tanh(z/LogitCap).
 	LogitCap float32
 	names    *Names // how the family's checkpoints name the tensors
+	// Unused lists the checkpoint tensors the family did not bind (see
+	// unusedTensors); loaders warn about them.
+	Unused []string
 
 	closer io.Closer // the checkpoint of a lazily loaded model
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"llmq/checkpoint"
@@ -32,7 +33,20 @@ func loadModel(path string) (*model.Model, error) {
 	}
 	fmt.Fprintf(os.Stderr, "loaded %s (%s, %d layers, hidden %d, %.1fM parameters) in %v\n",
 		path, m.Arch, m.Layers, m.Hidden, float64(m.NumParams())/1e6, time.Since(start).Round(time.Millisecond))
+	warnUnused(path, m)
 	return m, nil
+}
+
+// warnUnused says which checkpoint tensors the model did not use, as
+// transformers does: weights of parts llmq does not know are not computed.
+func warnUnused(path string, m *model.Model) {
+	if n := len(m.Unused); n > 0 {
+		list := m.Unused
+		if n > 8 {
+			list = append(list[:8:8], fmt.Sprintf("… (%d more)", n-8))
+		}
+		fmt.Fprintf(os.Stderr, "warning: %s: %d tensors of the checkpoint are not used by the %s model and are ignored: %s\n", path, n, m.Arch, strings.Join(list, ", "))
+	}
 }
 
 // checkModelFolder compares a model folder's config.json with the layers

@@ -204,6 +204,7 @@ Example:
 				return err
 			}
 			defer m.Close()
+			warnUnused(*modelPath, m)
 			tok := func() (tokenizer.Tokenizer, error) { return loadTokenizer(*modelPath, *tokPath) }
 			start := time.Now()
 			stages, cr, err := applyRecipe(m, tok, *recipeName, cf, 0)
