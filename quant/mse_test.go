@@ -114,3 +114,97 @@ func TestComputeParamsMSE(t *testing.T) {
 		t.Error("NaN weight: want an error")
 	}
 }
+
+// pow24 is within 1e-8 of math.Pow(|d|, 2.4) over the float32 mantissas
+// (every 5th at exponent 0, a sample at others: the exponent's factor is a
+// table entry) and exact at 0.
+func TestPow24(t *testing.T) {
+	worst := 0.0
+	for _, k := range []int{-126, -40, -3, 0, 1, 60, 127} {
+		step := uint32(1009)
+		if k == 0 {
+			step = 5
+		}
+		for m := uint32(0); m < 1<<23; m += step {
+			d := math.Float32frombits(uint32(k+127)<<23 | m)
+			want := math.Pow(float64(d), MSENorm)
+			got := pow24(d)
+			if r := math.Abs(got-want) / want; r > worst {
+				worst = r
+			}
+			if m%7 == 0 && pow24(-d) != got {
+				t.Fatalf("pow24(−%g) ≠ pow24(%g)", d, d)
+			}
+		}
+	}
+	t.Logf("worst relative error %.3g", worst)
+	if worst > 1e-8 {
+		t.Errorf("pow24: relative error %.3g > 1e-8", worst)
+	}
+	for _, d := range []float32{0, float32(math.Copysign(0, -1)), 1e-40, -3e-45} {
+		if got, want := pow24(d), math.Pow(math.Abs(float64(d)), MSENorm); got != want {
+			t.Errorf("pow24(%g) = %g, want %g", d, got, want)
+		}
+	}
+	if !math.IsInf(pow24(float32(math.Inf(1))), 1) {
+		t.Error("pow24(+Inf) is not +Inf")
+	}
+}
+
+// paramsMSEReference is the shrink search with math.Pow only (the search
+// before screening): ParamsMSE must choose exactly what it chooses.
+func paramsMSEReference(s Spec, vals []float32) Params {
+	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, v := range vals {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	best := s.ParamsMinMax(lo, hi)
+	bestErr := s.groupErr(vals, best, math.Inf(1))
+	for i := 1; i <= int(MSEMaxShrink*MSEGrid); i++ {
+		p := float32(1 - float64(i)/MSEGrid)
+		cand := s.ParamsMinMax(p*lo, p*hi)
+		if cand == best {
+			continue
+		}
+		if e := s.groupErr(vals, cand, bestErr); e < bestErr {
+			best, bestErr = cand, e
+		}
+	}
+	return best
+}
+
+func TestParamsMSEScreeningExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	specs := []string{"int4-asym-g128", "int3-asym-g64", "int4-sym-g128", "int2-asym-g32", "int8-sym-g128",
+		"int4-asym-g128-f16scale", "fp4e2m1-g32", "fp8e4m3-g128"}
+	for _, str := range specs {
+		s := MustParseSpec(str)
+		n := s.GroupSize
+		for g := 0; g < 400; g++ {
+			vals := make([]float32, n)
+			sd := math.Pow(10, -3+4*rng.Float64())
+			for i := range vals {
+				vals[i] = float32(rng.NormFloat64() * sd)
+			}
+			switch g % 5 {
+			case 1: // an outlier
+				vals[rng.IntN(n)] *= 20
+			case 2: // few distinct values: many exact ties between candidates
+				for i := range vals {
+					vals[i] = float32(rng.IntN(5)-2) * float32(sd)
+				}
+			case 3: // uniform
+				for i := range vals {
+					vals[i] = float32((rng.Float64()*2 - 1) * sd)
+				}
+			case 4: // one-sided
+				for i := range vals {
+					vals[i] = float32(math.Abs(float64(vals[i])))
+				}
+			}
+			if got, want := s.ParamsMSE(vals), paramsMSEReference(s, vals); got != want {
+				t.Fatalf("%s group %d: screened search %+v, math.Pow search %+v", str, g, got, want)
+			}
+		}
+	}
+}
