@@ -1,6 +1,8 @@
 package calib
 
 import (
+	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
@@ -59,5 +61,60 @@ func TestSampleBounds(t *testing.T) {
 	w, err := Sample(ids, 3, 99, 0)
 	if err != nil || len(w) != 3 || len(w[0]) != 99 {
 		t.Errorf("99 of 100 tokens: %v, %v", len(w), err)
+	}
+}
+
+// The float32 Hessian (lower triangle by panels, mirrored) against XᵀX
+// summed in float64, over batches of LLM-like inputs with outlier channels:
+// entries within 10⁻⁵ of the scale √(H_ii·H_jj), exactly symmetric.
+func TestHessianAccumulation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	const in, rows, batches = 700, 300, 6
+	s := &Stats{In: in, AbsMax: make([]float32, in), AbsSum: make([]float64, in), Hessian: make([]float32, in*in)}
+	r := &recorder{stats: s, opt: Options{Hessian: true}, name: "test"}
+	ref := make([]float64, in*in)
+	gain := make([]float64, in)
+	for j := range gain {
+		gain[j] = 1
+	}
+	gain[3], gain[500] = 30, 12
+	for b := 0; b < batches; b++ {
+		x := make([]float32, rows*in)
+		for i := 0; i < rows; i++ {
+			common := rng.NormFloat64()
+			for j := 0; j < in; j++ {
+				x[i*in+j] = float32((common + 0.5*rng.NormFloat64()) * gain[j])
+			}
+		}
+		if err := r.record(x, rows); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < rows; i++ {
+			row := x[i*in : (i+1)*in]
+			for a, va := range row {
+				for c, vc := range row[:a+1] {
+					ref[a*in+c] += float64(va) * float64(vc)
+				}
+			}
+		}
+	}
+	mirrorLower(s.Hessian, in)
+	if s.Tokens != rows*batches {
+		t.Fatalf("%d tokens, want %d", s.Tokens, rows*batches)
+	}
+	worst := 0.0
+	for a := 0; a < in; a++ {
+		for c := 0; c <= a; c++ {
+			h := s.Hessian[a*in+c]
+			if h != s.Hessian[c*in+a] {
+				t.Fatalf("H not symmetric at (%d, %d)", a, c)
+			}
+			scale := math.Sqrt(ref[a*in+a] * ref[c*in+c])
+			worst = math.Max(worst, math.Abs(float64(h)-ref[a*in+c])/scale)
+		}
+	}
+	t.Logf("worst relative error %.3g", worst)
+	if worst > 1e-5 {
+		t.Errorf("float32 Hessian: error %.3g of the scale", worst)
 	}
 }
