@@ -1,6 +1,10 @@
 package quant
 
-import "math"
+import (
+	"math"
+
+	"llmq/kernels"
+)
 
 // MSE observer: the range-shrinking grid search of GPTQ's reference
 // quantizer (quant.py, mse=True) and llm-compressor's "mse" observer.
@@ -29,14 +33,15 @@ const (
 // p, a candidate replacing the best so far only if its error is strictly
 // smaller — with each error first screened cheaply:
 //
-//   - |d|^2.4 by pow24, a polynomial accurate to 1e-8 that costs a few
+//   - |d|^2.4 by a polynomial accurate to 1e-8 (kernels.Pow24; on integer
+//     grids kernels.QuantErrPow24, 8 values at a time in AVX2), a few
 //     multiply-adds where math.Pow costs hundreds of nanoseconds;
 //   - the group's large values first, so that a candidate clipping them
 //     too much exceeds the best error, and is abandoned, after a few terms
 //     (the sum of nonnegative terms only grows).
 //
 // A screened error that differs from the best one's by more than
-// mseScreenTol (100× the bound on the screening error) decides the
+// mseScreenTol (100× the bound on the screening error, plus mseScreenAbs) decides the
 // comparison; the rare close calls are decided by the exact errors
 // (math.Pow in the original order, as groupErr). Every comparison therefore
 // comes out as with math.Pow alone, and so does the result.
@@ -57,12 +62,12 @@ func (s Spec) ParamsMSE(vals []float32) Params {
 		if cand == best {
 			continue
 		}
-		hiBound := bestApprox * (1 + mseScreenTol)
+		hiBound := bestApprox*(1+mseScreenTol) + mseScreenAbs
 		e := s.groupErrApprox(ordered, cand, hiBound)
 		switch {
 		case e >= hiBound:
 			// Certainly not better.
-		case e < bestApprox*(1-mseScreenTol):
+		case e < bestApprox*(1-mseScreenTol)-mseScreenAbs:
 			best, bestApprox, bestExact = cand, e, math.NaN()
 		default:
 			if math.IsNaN(bestExact) {
@@ -94,10 +99,14 @@ func largeFirst(vals []float32, lo, hi float32, dst []float32) []float32 {
 	return dst
 }
 
-// mseScreenTol is the relative margin within which screened errors are
-// re-compared exactly: pow24's relative error is below 1e-8 and float64
-// sums of up to millions of nonnegative terms add less than 1e-9.
-const mseScreenTol = 1e-6
+// mseScreenTol and mseScreenAbs are the margins within which screened
+// errors are re-compared exactly: the screened powers are within 1e-8
+// relative (and 1e-91 absolute: differences below 2^−126 count as 0), and
+// float64 sums of up to millions of nonnegative terms add less than 1e-9.
+const (
+	mseScreenTol = 1e-6
+	mseScreenAbs = 1e-80
+)
 
 // groupErr is Σ|x − Q(x)|^MSENorm over vals, abandoned (returning +Inf)
 // once it exceeds bound.
@@ -114,103 +123,25 @@ func (s Spec) groupErr(vals []float32, p Params, bound float64) float64 {
 	return e
 }
 
-// groupErrApprox is groupErr with |d|^2.4 by pow24, abandoned (+Inf) once
-// the sum reaches bound. The quantization error d of each value is computed
-// exactly as Quantizer.Fake does.
+// groupErrApprox is groupErr with |d|^2.4 screened (kernels.Pow24,
+// kernels.QuantErrPow24 on integer grids: within 1e-8 relative, plus below
+// 1e-91 absolute per value for differences under 2^−126), returning at
+// least bound (or +Inf) once the sum reaches bound. The quantization
+// difference d of each value is computed exactly as Quantizer.Fake does.
 func (s Spec) groupErrApprox(vals []float32, p Params, bound float64) float64 {
 	q := s.Quantizer(p)
-	var e float64
-	if q.FP != nil {
-		for _, x := range vals {
-			e += pow24(x - q.Fake(x))
-			if e >= bound {
-				return math.Inf(1)
-			}
-		}
-		return e
+	if q.FP == nil {
+		return kernels.QuantErrPow24(vals, q.Scale, float32(q.Zero), float32(q.QMin), float32(q.QMax), bound)
 	}
-	// Integer grid: Fake inlined (QuantizeInt's clip(round(x/s) + z) in the
-	// same float32 and float64 steps), pow24 inlined with Estrin's scheme,
-	// and the bound checked every 8 values.
-	sc, z := q.Scale, float64(q.Zero)
-	qmin, qmax := float64(q.QMin), float64(q.QMax)
-	for i := 0; i < len(vals); i += 8 {
-		for _, x := range vals[i:min(i+8, len(vals))] {
-			r := math.RoundToEven(float64(x/sc)) + z
-			if r > qmax {
-				r = qmax
-			} else if r < qmin {
-				r = qmin
-			}
-			d := x - sc*float32(r-z)
-			b := math.Float32bits(d) &^ (1 << 31)
-			if b < 1<<23 {
-				e += pow24(d)
-				continue
-			}
-			t := 2*float64(math.Float32frombits(b&0x7fffff|0x3f800000)) - 3
-			t2 := t * t
-			p := (pow24C0 + pow24C1*t) + t2*(pow24C2+pow24C3*t) +
-				(t2*t2)*((pow24C4+pow24C5*t)+t2*(pow24C6+pow24C7*t))
-			e += p * pow24Exp[b>>23]
-		}
+	var e float64
+	for _, x := range vals {
+		e += kernels.Pow24(x - q.Fake(x))
 		if e >= bound {
 			return math.Inf(1)
 		}
 	}
 	return e
 }
-
-// pow24 is |d|^2.4 in float64 with relative error below 1e-8 (checked over
-// every float32 mantissa by TestPow24). A normal float32 is m·2^k with
-// m ∈ [1, 2), so |d|^2.4 = m^2.4 · 2^(2.4k): the power of two comes from a
-// table (exact to float64 rounding) and m^2.4 from its degree-7 Chebyshev
-// interpolant in t = 2m − 3 ∈ [−1, 1) (error 6e-9). Zeros give 0,
-// subnormals (below 2^−126, whose 2.4th power is below 1e-91) go to
-// math.Pow.
-func pow24(d float32) float64 {
-	b := math.Float32bits(d) &^ (1 << 31)
-	k := b >> 23
-	if k == 0 {
-		if b == 0 {
-			return 0
-		}
-		return math.Pow(float64(math.Float32frombits(b)), MSENorm)
-	}
-	t := 2*float64(math.Float32frombits(b&0x7fffff|0x3f800000)) - 3
-	p := pow24C7
-	p = p*t + pow24C6
-	p = p*t + pow24C5
-	p = p*t + pow24C4
-	p = p*t + pow24C3
-	p = p*t + pow24C2
-	p = p*t + pow24C1
-	p = p*t + pow24C0
-	return p * pow24Exp[k]
-}
-
-// Monomial coefficients of the Chebyshev interpolant of ((t+3)/2)^2.4 on
-// [−1, 1] at 8 nodes.
-const (
-	pow24C0 = 2.6461778054503781106
-	pow24C1 = 2.116942239544754028
-	pow24C2 = 0.49395303704667430452
-	pow24C3 = 0.021953507024686095106
-	pow24C4 = -0.0010969176651934684005
-	pow24C5 = 0.00011692690037265116348
-	pow24C6 = -0.000018098281067832114011
-	pow24C7 = 3.1470215216549382944e-6
-)
-
-// pow24Exp[k] = 2^(2.4·(k − 127)) for the biased float32 exponents k
-// (entry 255 is +Inf: a difference that overflowed float32).
-var pow24Exp = func() (t [256]float64) {
-	for k := range t {
-		t[k] = math.Pow(2, MSENorm*float64(k-127))
-	}
-	t[255] = math.Inf(1)
-	return t
-}()
 
 // ComputeParamsMSE is ComputeParams with every group's range chosen by
 // ParamsMSE (per-channel and per-group weights; a per-tensor spec keeps

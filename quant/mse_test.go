@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"llmq/kernels"
 )
 
 // normErr is Σ|x − Q(x)|^MSENorm computed independently of groupErr.
@@ -115,42 +117,6 @@ func TestComputeParamsMSE(t *testing.T) {
 	}
 }
 
-// pow24 is within 1e-8 of math.Pow(|d|, 2.4) over the float32 mantissas
-// (every 5th at exponent 0, a sample at others: the exponent's factor is a
-// table entry) and exact at 0.
-func TestPow24(t *testing.T) {
-	worst := 0.0
-	for _, k := range []int{-126, -40, -3, 0, 1, 60, 127} {
-		step := uint32(1009)
-		if k == 0 {
-			step = 5
-		}
-		for m := uint32(0); m < 1<<23; m += step {
-			d := math.Float32frombits(uint32(k+127)<<23 | m)
-			want := math.Pow(float64(d), MSENorm)
-			got := pow24(d)
-			if r := math.Abs(got-want) / want; r > worst {
-				worst = r
-			}
-			if m%7 == 0 && pow24(-d) != got {
-				t.Fatalf("pow24(−%g) ≠ pow24(%g)", d, d)
-			}
-		}
-	}
-	t.Logf("worst relative error %.3g", worst)
-	if worst > 1e-8 {
-		t.Errorf("pow24: relative error %.3g > 1e-8", worst)
-	}
-	for _, d := range []float32{0, float32(math.Copysign(0, -1)), 1e-40, -3e-45} {
-		if got, want := pow24(d), math.Pow(math.Abs(float64(d)), MSENorm); got != want {
-			t.Errorf("pow24(%g) = %g, want %g", d, got, want)
-		}
-	}
-	if !math.IsInf(pow24(float32(math.Inf(1))), 1) {
-		t.Error("pow24(+Inf) is not +Inf")
-	}
-}
-
 // paramsMSEReference is the shrink search with math.Pow only (the search
 // before screening): ParamsMSE must choose exactly what it chooses.
 func paramsMSEReference(s Spec, vals []float32) Params {
@@ -173,7 +139,21 @@ func paramsMSEReference(s Spec, vals []float32) Params {
 	return best
 }
 
+// ParamsMSE (screened, with and without the assembly kernels) chooses
+// exactly what the math.Pow search chooses, on Gaussian, outlier, uniform,
+// one-sided groups and groups of few distinct values (exact ties).
 func TestParamsMSEScreeningExact(t *testing.T) {
+	for _, asm := range []bool{false, true} {
+		if asm && !kernels.HasAsm() {
+			continue
+		}
+		prev := kernels.SetAsm(asm)
+		testParamsMSEScreeningExact(t)
+		kernels.SetAsm(prev)
+	}
+}
+
+func testParamsMSEScreeningExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	specs := []string{"int4-asym-g128", "int3-asym-g64", "int4-sym-g128", "int2-asym-g32", "int8-sym-g128",
 		"int4-asym-g128-f16scale", "fp4e2m1-g32", "fp8e4m3-g128"}
