@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"llmq/kernels"
 )
 
 // normErr is Σ|x − Q(x)|^MSENorm computed independently of groupErr.
@@ -112,5 +114,77 @@ func TestComputeParamsMSE(t *testing.T) {
 	}
 	if _, err := ComputeParamsMSE([]float32{1, float32(math.NaN())}, 1, 2, MustParseSpec("int4-sym-channel")); err == nil {
 		t.Error("NaN weight: want an error")
+	}
+}
+
+// paramsMSEReference is the shrink search with math.Pow only (the search
+// before screening): ParamsMSE must choose exactly what it chooses.
+func paramsMSEReference(s Spec, vals []float32) Params {
+	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, v := range vals {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	best := s.ParamsMinMax(lo, hi)
+	bestErr := s.groupErr(vals, best, math.Inf(1))
+	for i := 1; i <= int(MSEMaxShrink*MSEGrid); i++ {
+		p := float32(1 - float64(i)/MSEGrid)
+		cand := s.ParamsMinMax(p*lo, p*hi)
+		if cand == best {
+			continue
+		}
+		if e := s.groupErr(vals, cand, bestErr); e < bestErr {
+			best, bestErr = cand, e
+		}
+	}
+	return best
+}
+
+// ParamsMSE (screened, with and without the assembly kernels) chooses
+// exactly what the math.Pow search chooses, on Gaussian, outlier, uniform,
+// one-sided groups and groups of few distinct values (exact ties).
+func TestParamsMSEScreeningExact(t *testing.T) {
+	for _, asm := range []bool{false, true} {
+		if asm && !kernels.HasAsm() {
+			continue
+		}
+		prev := kernels.SetAsm(asm)
+		testParamsMSEScreeningExact(t)
+		kernels.SetAsm(prev)
+	}
+}
+
+func testParamsMSEScreeningExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	specs := []string{"int4-asym-g128", "int3-asym-g64", "int4-sym-g128", "int2-asym-g32", "int8-sym-g128",
+		"int4-asym-g128-f16scale", "fp4e2m1-g32", "fp8e4m3-g128"}
+	for _, str := range specs {
+		s := MustParseSpec(str)
+		n := s.GroupSize
+		for g := 0; g < 400; g++ {
+			vals := make([]float32, n)
+			sd := math.Pow(10, -3+4*rng.Float64())
+			for i := range vals {
+				vals[i] = float32(rng.NormFloat64() * sd)
+			}
+			switch g % 5 {
+			case 1: // an outlier
+				vals[rng.IntN(n)] *= 20
+			case 2: // few distinct values: many exact ties between candidates
+				for i := range vals {
+					vals[i] = float32(rng.IntN(5)-2) * float32(sd)
+				}
+			case 3: // uniform
+				for i := range vals {
+					vals[i] = float32((rng.Float64()*2 - 1) * sd)
+				}
+			case 4: // one-sided
+				for i := range vals {
+					vals[i] = float32(math.Abs(float64(vals[i])))
+				}
+			}
+			if got, want := s.ParamsMSE(vals), paramsMSEReference(s, vals); got != want {
+				t.Fatalf("%s group %d: screened search %+v, math.Pow search %+v", str, g, got, want)
+			}
+		}
 	}
 }

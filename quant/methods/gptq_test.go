@@ -25,7 +25,7 @@ type gptqTestLayer struct {
 	x          []float32 // [tokens×cols]
 	rows, cols int
 	tokens     int
-	hsum       []float64 // XᵀX
+	hsum       []float32 // XᵀX
 }
 
 func newGPTQTestLayer(seed uint64, rows, cols, tokens int) *gptqTestLayer {
@@ -58,14 +58,18 @@ func newGPTQTestLayer(seed uint64, rows, cols, tokens int) *gptqTestLayer {
 			l.x[t*cols+j] = float32(v)
 		}
 	}
-	l.hsum = make([]float64, cols*cols)
+	hsum := make([]float64, cols*cols)
 	for t := 0; t < tokens; t++ {
 		row := l.x[t*cols : (t+1)*cols]
 		for i, a := range row {
 			for j, b := range row {
-				l.hsum[i*cols+j] += float64(a) * float64(b)
+				hsum[i*cols+j] += float64(a) * float64(b)
 			}
 		}
+	}
+	l.hsum = make([]float32, cols*cols)
+	for i, v := range hsum {
+		l.hsum[i] = float32(v)
 	}
 	return l
 }
@@ -176,9 +180,9 @@ func TestGPTQLossIdentity(t *testing.T) {
 // With H = I nothing couples the columns: GPTQ is RTN, code for code.
 func TestGPTQIdentityHessianIsRTN(t *testing.T) {
 	l := newGPTQTestLayer(3, 32, 64, 64)
-	id := make([]float64, l.cols*l.cols)
+	id := make([]float32, l.cols*l.cols)
 	for j := 0; j < l.cols; j++ {
-		id[j*l.cols+j] = float64(l.tokens)
+		id[j*l.cols+j] = float32(l.tokens)
 	}
 	for _, s := range []string{"int4-asym-channel", "int3-sym-g16", "fp4e2m1-g32"} {
 		spec := quant.MustParseSpec(s)
@@ -205,10 +209,10 @@ func TestGPTQIdentityHessianIsRTN(t *testing.T) {
 	}
 	// Nearly identity: nearly RTN.
 	rng := rand.New(rand.NewPCG(4, 4))
-	near := append([]float64(nil), id...)
+	near := append([]float32(nil), id...)
 	for i := 0; i < l.cols; i++ {
 		for j := 0; j < i; j++ {
-			v := 1e-4 * float64(l.tokens) * rng.NormFloat64()
+			v := float32(1e-4 * float64(l.tokens) * rng.NormFloat64())
 			near[i*l.cols+j], near[j*l.cols+i] = v, v
 		}
 	}
@@ -301,17 +305,17 @@ func TestGPTQDeadColumnsAndErrors(t *testing.T) {
 	cfg := (&GPTQ{}).config()
 	// Indefinite: eigenvalues −2 and 4 need λ > 2 = 200% of the mean
 	// diagonal: succeeds on the third retry (1000%).
-	hs, err := prepareHessian([]float64{1, 3, 3, 1}, 2, 1, 0.01, false)
+	hs, err := prepareHessian([]float32{1, 3, 3, 1}, 2, 1, 0.01, false)
 	if err != nil {
 		t.Fatalf("retries should rescue an indefinite H: %v", err)
 	}
 	if math.Abs(hs.damp-10) > 1e-9 {
 		t.Errorf("dampening after retries = %g, want 10", hs.damp)
 	}
-	if _, err := prepareHessian([]float64{1, 30, 30, 1}, 2, 1, 0.01, false); err == nil || !strings.Contains(err.Error(), "not positive definite") {
+	if _, err := prepareHessian([]float32{1, 30, 30, 1}, 2, 1, 0.01, false); err == nil || !strings.Contains(err.Error(), "not positive definite") {
 		t.Errorf("hopeless H: err = %v", err)
 	}
-	if _, err := prepareHessian([]float64{1, 0, 0, math.NaN()}, 2, 1, 0.01, false); err == nil {
+	if _, err := prepareHessian([]float32{1, 0, 0, float32(math.NaN())}, 2, 1, 0.01, false); err == nil {
 		t.Error("NaN Hessian must be an error")
 	}
 	hs, _ = prepareHessian(l.hsum, l.cols, l.tokens, 0.01, false)

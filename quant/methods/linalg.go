@@ -11,7 +11,8 @@ import (
 )
 
 // Dense float64 linear algebra for the methods that need it: Cholesky and
-// triangular inversion (GPTQ's inverse Hessian) and a truncated SVD (LoRC's
+// triangular inversion (the diagonal blocks of GPTQ's float32 factorization
+// in linalg32.go, and its reference in the tests) and a truncated SVD (LoRC's
 // low-rank compensation). Matrices are row-major []float64 with explicit
 // sizes. Everything here is our own code, in float64: the inputs are FP32
 // weights and activation sums, and the extra precision makes the
@@ -20,6 +21,18 @@ import (
 // errNotPD is returned (wrapped) by cholesky when the matrix is not
 // numerically positive definite.
 var errNotPD = errors.New("matrix is not positive definite")
+
+// pivotError is errNotPD at a given pivot.
+type pivotError struct {
+	pivot int
+	value float64
+}
+
+func (e *pivotError) Error() string {
+	return fmt.Sprintf("%v (pivot %d is %g)", errNotPD, e.pivot, e.value)
+}
+
+func (e *pivotError) Unwrap() error { return errNotPD }
 
 // linalgParallelMin is the matrix order from which the O(n³) helpers split their
 // inner loops over goroutines.
@@ -42,7 +55,7 @@ func cholesky(a []float64, n int) error {
 		rj := a[j*n : j*n+j]
 		s := a[j*n+j] - linDot(rj, rj)
 		if !(s > 0) || math.IsInf(s, 0) {
-			return fmt.Errorf("%w (pivot %d is %g)", errNotPD, j, s)
+			return &pivotError{j, s}
 		}
 		ljj := math.Sqrt(s)
 		a[j*n+j] = ljj
