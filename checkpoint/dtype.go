@@ -50,6 +50,16 @@ func (d DType) Size() int {
 // IsFloat reports whether the dtype holds floating-point numbers.
 func (d DType) IsFloat() bool { return d == F64 || d == F32 || d == F16 || d == BF16 }
 
+// DecodeFloat32 widens the little-endian bytes raw of dtype d into dst
+// (len(dst) elements): what Float32 does, for callers that read a tensor
+// piece by piece from Raw.
+func DecodeFloat32(dst []float32, raw []byte, d DType) error {
+	if len(raw) < len(dst)*d.Size() || d.Size() == 0 {
+		return fmt.Errorf("%d bytes of %s for %d values", len(raw), d, len(dst))
+	}
+	return decodeFloat32(dst, raw, d)
+}
+
 // decodeFloat32 widens little-endian raw bytes of dtype d into dst (len = elements).
 func decodeFloat32(dst []float32, raw []byte, d DType) error {
 	switch d {

@@ -41,3 +41,17 @@ func evict(b []byte) {
 	}
 	_ = unix.Madvise(b[off:off+n], unix.MADV_DONTNEED)
 }
+
+// willNeed asks the kernel to read the pages of b (a sub-slice of a
+// read-only file mapping) ahead, in the background.
+func willNeed(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(unix.Getpagesize())
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	off := int(uintptr(p) % page)
+	// madvise wants a page-aligned start: round down (the mapping starts on
+	// a page, so the page holding the first byte is part of it).
+	_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p, -off)), len(b)+off), unix.MADV_WILLNEED)
+}

@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -23,35 +22,16 @@ type WriteTensor struct {
 func WriteSafetensors(path string, tensors []WriteTensor, metadata map[string]string) error {
 	ts := append([]WriteTensor(nil), tensors...)
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
-	header := map[string]any{}
-	if len(metadata) > 0 {
-		header["__metadata__"] = metadata
-	}
-	var off int64
-	for _, t := range ts {
-		if _, dup := header[t.Name]; dup {
-			return fmt.Errorf("%s: duplicate tensor %q", path, t.Name)
-		}
-		n := int64(t.DType.Size())
-		for _, d := range t.Shape {
-			n *= int64(d)
-		}
-		if n != int64(len(t.Data)) || t.DType.Size() == 0 {
+	plan := make([]PlannedTensor, len(ts))
+	for i, t := range ts {
+		plan[i] = PlannedTensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
+		if plan[i].Bytes() != int64(len(t.Data)) || t.DType.Size() == 0 {
 			return fmt.Errorf("%s: tensor %q: %d bytes do not match shape %v of %s", path, t.Name, len(t.Data), t.Shape, t.DType)
 		}
-		shape := t.Shape
-		if shape == nil {
-			shape = []int{}
-		}
-		header[t.Name] = map[string]any{"dtype": t.DType, "shape": shape, "data_offsets": []int64{off, off + n}}
-		off += n
 	}
-	hj, err := json.Marshal(header)
+	hj, err := encodeHeader(plan, metadata)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
-	}
-	for len(hj)%8 != 0 { // pad so the data section is 8-byte aligned
-		hj = append(hj, ' ')
 	}
 	return WriteFileAtomic(path, func(w *bufio.Writer) error {
 		var n [8]byte

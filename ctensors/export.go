@@ -132,7 +132,13 @@ func Export(src, out string) error {
 		tensors = append(tensors, checkpoint.WriteTensor{Name: names.Embed, DType: checkpoint.F32, Shape: []int{t.Rows, t.Cols}, Data: f32Bytes(t.Dequantize())})
 		cfg["tie_word_embeddings"] = false
 	}
-	offsets := normOffsets(m)
+	// A folder saved from a model holds Gemma's norms as applied (1 + w,
+	// llmq.norms says so); one written model-free holds the checkpoint's w,
+	// copied as it was.
+	offsets := map[string]float32{}
+	if st.Metadata()["llmq.norms"] == model.NormsApplied {
+		offsets = normOffsets(m)
+	}
 	for _, name := range st.Names() {
 		if replaced[name] {
 			continue

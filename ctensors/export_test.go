@@ -480,3 +480,55 @@ func TestExportFamilies(t *testing.T) {
 		}
 	}
 }
+
+// A Gemma folder written model-free holds the checkpoint's norm weights w
+// (not llmq.norms' applied 1 + w) and exports the same tensors as the
+// folder saved from the quantized model.
+func TestExportModelFreeFolder(t *testing.T) {
+	saved, src := quantizeFixture(t, "tiny-gemma2", "w8a8", nil)
+	mf, err := modelio.OpenModelFree(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	r, _ := recipe.Load("w8a8")
+	stages, err := r.Build(mf.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := filepath.Join(t.TempDir(), "free")
+	if _, err := mf.Quantize(free, stages, "test", modelio.ModelFreeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	outs := [2]string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+	for i, q := range []string{saved, free} {
+		if err := Export(q, outs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := checkpoint.OpenDir(outs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := checkpoint.OpenDir(outs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if strings.Join(a.Names(), " ") != strings.Join(b.Names(), " ") {
+		t.Fatalf("exports differ in tensors:\n%v\n%v", a.Names(), b.Names())
+	}
+	for _, name := range a.Names() {
+		va, _, err := a.Float32(name)
+		if err != nil {
+			continue // FP8 bit patterns: compared as bytes below
+		}
+		vb, _, _ := b.Float32(name)
+		for i := range va {
+			if math.Float32bits(va[i]) != math.Float32bits(vb[i]) {
+				t.Fatalf("%s[%d]: %v from the model-free folder, %v from the saved one", name, i, vb[i], va[i])
+			}
+		}
+	}
+}

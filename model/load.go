@@ -244,7 +244,12 @@ func (b *binder) deferred(name string) bool {
 // DeferredLinear stands in for a linear layer a Deferring source supplies
 // after binding (see Deferring). It must be replaced before the model runs.
 type DeferredLinear struct {
-	Name    string
+	Name string
+	// Fused, when set, is the checkpoint module whose weight holds this
+	// layer's rows, from row Row0 on: a part of a fused projection
+	// (Phi-3's qkv_proj) whose fused weight the source deferred.
+	Fused   string
+	Row0    int
 	out, in int
 }
 
@@ -340,6 +345,19 @@ func (b *binder) splitRows(name string, parts []string, in int, rows ...int) []n
 		total += r
 	}
 	ls := make([]nn.Linear, len(rows))
+	if b.deferred(name + ".weight") {
+		// The source reads the fused weight itself, part by part (model-free
+		// quantization streams it from the checkpoint): each part is a
+		// placeholder naming its rows of the fused tensor.
+		if b.check(name+".weight", total, in) && (!b.has(name+".bias") || b.check(name+".bias", total)) {
+			r0 := 0
+			for i, r := range rows {
+				ls[i] = &DeferredLinear{Name: parts[i], Fused: name, Row0: r0, out: r, in: in}
+				r0 += r
+			}
+		}
+		return ls
+	}
 	fused, ok := b.denseNow(name, total, in).(*nn.Dense)
 	if !ok {
 		return ls

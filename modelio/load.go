@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"llmq/checkpoint"
 	"llmq/model"
@@ -62,6 +63,9 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 		return nil, err
 	}
 	defer st.Close()
+	if err := checkShardMetadata(st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	var layers map[string]LayerInfo
 	if err := json.Unmarshal([]byte(st.Metadata()["llmq.layers"]), &layers); err != nil {
 		return nil, fmt.Errorf("%s: metadata llmq.layers is missing or invalid: %v", path, err)
@@ -132,6 +136,27 @@ func LoadWith(path string, opt Options) (*model.Model, error) {
 		return nil, fmt.Errorf("%s: the head or the embedding is neither stored nor tied to a stored layer", path)
 	}
 	return m, nil
+}
+
+// checkShardMetadata checks that the shards of a sharded folder agree on
+// llmq's metadata. Model-free quantization writes it into every shard
+// (modelfree.go); a folder carrying it in one shard only is read as well
+// (Store.Metadata merges), but two shards giving different values were not
+// written together.
+func checkShardMetadata(st *checkpoint.Store) error {
+	seen, from := map[string]string{}, map[string]string{}
+	for _, f := range st.Shards() {
+		for k, v := range f.Metadata {
+			if !strings.HasPrefix(k, "llmq.") {
+				continue
+			}
+			if prev, ok := seen[k]; ok && prev != v {
+				return fmt.Errorf("shards %s and %s disagree on metadata %s: not one quantized model", from[k], filepath.Base(f.Path), k)
+			}
+			seen[k], from[k] = v, filepath.Base(f.Path)
+		}
+	}
+	return nil
 }
 
 // qstore serves a quantized folder's tensors to the family binder: a

@@ -88,7 +88,7 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	} else if cfgRaw, err = os.ReadFile(filepath.Join(srcDir, "config.json")); err != nil {
 		return fmt.Errorf("%s: a quantized model is saved beside its source config.json: %w", srcDir, err)
 	}
-	cfg, err := checkpoint.ConfigObject(filepath.Join(srcDir, "config.json"), cfgRaw)
+	cfgOut, err := quantizedConfig(filepath.Join(srcDir, "config.json"), cfgRaw, recipe)
 	if err != nil {
 		return err
 	}
@@ -137,12 +137,6 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	if err != nil {
 		return err
 	}
-	cfg["quantization_config"] = map[string]any{"quant_method": "llmq", "format_version": FormatVersion, "recipe": recipe}
-	cfgOut, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-
 	meta := map[string]string{"format": "pt", "llmq.format": fmt.Sprint(FormatVersion), "llmq.layers": string(layerJSON)}
 	attn := map[string]nn.AttnQuant{}
 	for i, b := range m.Blocks {
@@ -173,12 +167,28 @@ func Save(m *model.Model, srcDir, out string, recipe string) error {
 	})
 }
 
+// quantizedConfig is the config.json of a quantized folder: the source's
+// (numbers as written) with llmq's quantization_config.
+func quantizedConfig(path string, raw []byte, recipe string) ([]byte, error) {
+	cfg, err := checkpoint.ConfigObject(path, raw)
+	if err != nil {
+		return nil, err
+	}
+	cfg["quantization_config"] = map[string]any{"quant_method": "llmq", "format_version": FormatVersion, "recipe": recipe}
+	return json.MarshalIndent(cfg, "", "  ")
+}
+
 // writeFolder writes the files of a quantized folder into dir.
 func writeFolder(tmp, srcDir string, tensors []checkpoint.WriteTensor, meta map[string]string, cfgOut []byte, ggufFiles map[string][]byte) error {
-
 	if err := checkpoint.WriteSafetensors(filepath.Join(tmp, "model.safetensors"), tensors, meta); err != nil {
 		return err
 	}
+	return writeSidecars(tmp, srcDir, cfgOut, ggufFiles)
+}
+
+// writeSidecars writes config.json and copies the tokenizer files (or
+// writes those a GGUF source carried) into a quantized folder.
+func writeSidecars(tmp, srcDir string, cfgOut []byte, ggufFiles map[string][]byte) error {
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), append(cfgOut, '\n'), 0o644); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -139,6 +140,76 @@ func applyRecipe(m *model.Model, tok func() (tokenizer.Tokenizer, error), recipe
 	return stages, cr, nil
 }
 
+// quantizeModelFree quantizes src model-free when the recipe allows it
+// (modelio.ModelFree: round-to-nearest without calibration), tensor by
+// tensor from the checkpoint to out without building the model, and says
+// so on stderr. done is false when the recipe or the checkpoint needs the
+// model; stderr then says why, and the caller quantizes layer by layer.
+func quantizeModelFree(src, recipeName, out string, asJSON bool) (done bool, err error) {
+	mf, err := modelio.OpenModelFree(src)
+	if errors.Is(err, modelio.ErrNotModelFree) {
+		fmt.Fprintf(os.Stderr, "quantizing on the loaded model: %v\n", err)
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	defer mf.Close()
+	r, err := recipe.Load(recipeName)
+	if err != nil {
+		return true, err
+	}
+	stages, err := r.Build(mf.Model) // the recipe's checks, as on the loaded model
+	if err != nil {
+		return true, err
+	}
+	if why := modelio.ModelFreeBlocker(stages); why != "" {
+		fmt.Fprintf(os.Stderr, "quantizing layer by layer on the loaded model: %s\n", why)
+		return false, nil
+	}
+	var names []string
+	for _, s := range stages {
+		names = append(names, s.Name())
+	}
+	fmt.Fprintf(os.Stderr, "recipe %s: %s\n", r.Source, strings.Join(names, " → "))
+	fmt.Fprintln(os.Stderr, "model-free: round-to-nearest needs no calibration, so the checkpoint is quantized tensor by tensor, without building the model")
+	opt := modelio.ModelFreeOptions{}
+	if peak, err := mf.PeakEstimate(stages, opt); err == nil {
+		fmt.Fprintf(os.Stderr, "memory estimate: %s (one slice of rows of a weight at a time)\n", methods.Bytes(peak))
+	}
+	const mib = 1 << 20
+	var bar *progress.Bar
+	opt.Progress = func(done, total int64) {
+		if bar == nil {
+			bar = progress.New("quantize", int((total+mib-1)/mib), "MiB")
+		}
+		steps := int(done / mib)
+		if done == total {
+			steps = int((total + mib - 1) / mib)
+		}
+		bar.Update(steps, float64(done)/mib)
+	}
+	start := time.Now()
+	rep, err := mf.Quantize(out, stages, recipeName, opt)
+	if err != nil {
+		return true, err
+	}
+	el := time.Since(start)
+	if len(rep.Dropped) > 0 {
+		fmt.Fprintf(os.Stderr, "left out %d tensors the %s family does not use: %s\n", len(rep.Dropped), mf.Model.Arch, strings.Join(rep.Dropped, ", "))
+	}
+	fmt.Fprintf(os.Stderr, "quantized %d linears, copied %d tensors at their stored dtype, in %v\n", rep.Quantized, rep.Copied, el.Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "wrote %s: %s in %d shard(s) (peak RSS %.0f MiB)\n", out, methods.Bytes(rep.Bytes), rep.Shards, float64(sysinfo.PeakRSS())/(1<<20))
+	if asJSON {
+		return true, json.NewEncoder(os.Stdout).Encode(map[string]any{
+			"model": src, "recipe": recipeName, "out": out, "quantize_seconds": el.Seconds(),
+			"peak_rss_bytes": sysinfo.PeakRSS(), "calibrated": false, "model_free": true,
+			"shards": rep.Shards, "bytes": rep.Bytes,
+		})
+	}
+	return true, nil
+}
+
 func init() {
 	var modelPath, recipeName, tokPath, out *string
 	var asJSON *bool
@@ -195,6 +266,9 @@ Example:
 			if err := checkModelFolder(*modelPath); err != nil {
 				return err
 			}
+			if done, err := quantizeModelFree(*modelPath, *recipeName, *out, *asJSON); done || err != nil {
+				return err
+			}
 			load := model.LoadLazy
 			if modelio.IsGGUF(*modelPath) {
 				load = modelio.Load // a GGUF file loads whole, dequantized to FP32
@@ -224,7 +298,7 @@ Example:
 			if *asJSON {
 				rep := map[string]any{
 					"model": *modelPath, "recipe": *recipeName, "out": *out, "quantize_seconds": qtime.Seconds(),
-					"peak_rss_bytes": sysinfo.PeakRSS(), "calibrated": cr != nil,
+					"peak_rss_bytes": sysinfo.PeakRSS(), "calibrated": cr != nil, "model_free": false,
 				}
 				cr.addJSON(rep)
 				return json.NewEncoder(os.Stdout).Encode(rep)

@@ -56,18 +56,11 @@ func quantizeHead(m *model.Model, s Scheme, sel *Selector) error {
 		return fmt.Errorf("%s: static activation scales are not supported for the head (its input is not calibrated); add %s to ignore or use dynamic activations", name, name)
 	}
 	tied := m.HeadShared()
-	params, err := s.WeightParams(d.W, d.Out(), d.In())
+	qt, err := HeadWeight(s, d.W, d.Out(), d.In())
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	qt, err := quant.QuantizeWithParams(d.W, d.Out(), d.In(), s.Weights, params)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	var act *quant.ActQuant
-	if s.Acts != nil {
-		act = quant.DynamicAct(*s.Acts)
-	}
+	act := HeadActs(s)
 	q, err := quant.NewQuantLinear(qt, d.B, act)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -77,6 +70,28 @@ func quantizeHead(m *model.Model, s Scheme, sel *Selector) error {
 		m.Embed, m.EmbedRows = nil, q
 	}
 	return nil
+}
+
+// HeadWeight is the head's weight quantization, w [rows×cols]: the
+// scheme's observer and rounding, without the power-of-two refinement of
+// block weights (RTNWeight). Model-free quantization calls it for a
+// selected head, so both paths store the same codes; rows are independent
+// as in RTNWeight.
+func HeadWeight(s Scheme, w []float32, rows, cols int) (*quant.QTensor, error) {
+	params, err := s.WeightParams(w, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	return quant.QuantizeWithParams(w, rows, cols, s.Weights, params)
+}
+
+// HeadActs is the head's activation quantization under s: dynamic with the
+// scheme's format (its input is not calibrated), nil when weight-only.
+func HeadActs(s Scheme) *quant.ActQuant {
+	if s.Acts == nil {
+		return nil
+	}
+	return quant.DynamicAct(*s.Acts)
 }
 
 // ApplyModel quantizes the head when the recipe selects it (see above).

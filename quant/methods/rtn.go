@@ -46,13 +46,7 @@ func (r *RTN) quantize(l *Layer, roles []string, stats map[string]*calib.Stats) 
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Name(role), err)
 		}
-		spec := r.Scheme.Weights
-		params, err := r.Scheme.WeightParams(d.W, d.Out(), d.In())
-		if err != nil {
-			return fmt.Errorf("%s: %w", l.Name(role), err)
-		}
-		refinePow2(d.W, d.Out(), d.In(), spec, params)
-		qt, err := quant.QuantizeWithParams(d.W, d.Out(), d.In(), spec, params)
+		qt, err := RTNWeight(r.Scheme, d.W, d.Out(), d.In())
 		if err != nil {
 			return fmt.Errorf("%s: %w", l.Name(role), err)
 		}
@@ -63,6 +57,24 @@ func (r *RTN) quantize(l *Layer, roles []string, stats map[string]*calib.Stats) 
 		*l.Block.Linear(role) = q
 	}
 	return nil
+}
+
+// RTNWeight is RTN's quantization of one decoder-block weight w
+// [rows×cols]: the scheme's observer picks each group's parameters,
+// power-of-two constrained scales are refined (refinePow2), and w is
+// rounded onto the grids. Model-free quantization (modelio) calls it on the
+// weights it streams from a checkpoint, so both paths store the same codes
+// and scales bit for bit. Rows are independent except under per-tensor
+// granularity, so a caller may pass any whole rows of a larger weight
+// (a part of a fused projection, or a slice of rows to bound memory) and
+// get those rows of the whole weight's result.
+func RTNWeight(s Scheme, w []float32, rows, cols int) (*quant.QTensor, error) {
+	params, err := s.WeightParams(w, rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	refinePow2(w, rows, cols, s.Weights, params)
+	return quant.QuantizeWithParams(w, rows, cols, s.Weights, params)
 }
 
 // intersect keeps the roles of a that are in b, in a's order.
