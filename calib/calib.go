@@ -110,6 +110,10 @@ func (s *Stats) Max() float32 {
 type Options struct {
 	Hessian  bool
 	KeepRows int
+	// FullPass runs every layer of the block even after every group has
+	// recorded: the caller watches layers during the pass (inspect's
+	// quantization-error taps), which the early end would skip.
+	FullPass bool
 }
 
 // recorder is an nn.Linear that passes through after showing its input to
@@ -300,7 +304,7 @@ func Collect(m *model.Model, r *model.BlockRunner, l int, a *Activations, roles 
 		want[role] = true
 	}
 	stats := map[string]*Stats{}
-	run := &collectRun{early: b.MoE == nil && collectEarlyStop}
+	run := &collectRun{early: b.MoE == nil && collectEarlyStop && !opt.FullPass}
 	var recs []*recorder
 	var groups []*group
 	for _, roleGroup := range b.InputGroups() {

@@ -232,7 +232,7 @@ func collectBlocks(rep *Report, fp, q *model.Model, refs references, opt Options
 			}
 		}
 		view.Blocks[l] = sb
-		scaled, err := calib.Collect(&view, runner, l, acts, nil, calib.Options{})
+		scaled, err := calib.Collect(&view, runner, l, acts, nil, calib.Options{FullPass: true}) // the taps see every linear
 		view.Blocks[l] = b
 		if err != nil {
 			return err

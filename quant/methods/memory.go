@@ -24,8 +24,8 @@ type MemoryEstimate struct {
 	// sequence's intermediate buffers.
 	Activations int64
 	// Statistics: per-block statistics — GPTQ's Hessians XᵀX of every
-	// input group, float64, collected together, and the factorisation of
-	// the largest.
+	// input group, float32, collected together, and the factor of the
+	// largest.
 	Statistics int64
 }
 
@@ -108,11 +108,11 @@ func EstimateRun(m *model.Model, stages []Method, seqs, seqlen int, lazy bool) M
 		for _, b := range m.Blocks[:1] {
 			for _, g := range b.InputGroups() {
 				in := int64((*b.Linear(g[0])).In())
-				all += 8 * in * in
-				largest = max(largest, 8*in*in)
+				all += 4 * in * in
+				largest = max(largest, 4*in*in)
 			}
 		}
-		e.Statistics = all + 2*largest // the Hessians, and a factor and an inverse of the largest
+		e.Statistics = all + largest // the Hessians (calib.Stats), and the factor of the largest
 	}
 	return e
 }

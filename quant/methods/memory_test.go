@@ -3,7 +3,7 @@ package methods
 import "testing"
 
 // The estimate is the sum of what the shapes say: calibration activations
-// scale with the sequences, GPTQ adds every input group's float64 Hessian,
+// scale with the sequences, GPTQ adds every input group's float32 Hessian,
 // and a lazily loaded model holds one block's FP32 weights instead of all.
 func TestEstimateRun(t *testing.T) {
 	m := loadTiny(t, "tiny-llama")
@@ -22,7 +22,7 @@ func TestEstimateRun(t *testing.T) {
 	var want int64
 	for _, g := range b.InputGroups() {
 		in := int64((*b.Linear(g[0])).In())
-		want += 8 * in * in
+		want += 4 * in * in
 	}
 	if e4.Statistics < want {
 		t.Errorf("statistics %d < the block's Hessians %d", e4.Statistics, want)
